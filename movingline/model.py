@@ -1,0 +1,165 @@
+"""The CNN-LSTM: one small CNN applied to every frame with shared weights, an LSTM over time.
+
+The per-frame CNN is written as Conv3D and MaxPooling3D whose windows span one frame
+(depth 1). That is exactly a Conv2D and a MaxPooling2D applied to each frame with the same
+weights, computed as one convolution over all frames of the batch: time folded into the
+batch, with built-in layers only, so ``keras.models.load_model`` needs nothing of ours.
+It trains about three times faster than ``TimeDistributed`` here, with identical outputs
+(tests/test_model.py checks the equality; ``time_distributed=True`` builds that form).
+"""
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from movingline.cli import quiet_tensorflow
+
+quiet_tensorflow()
+
+import keras  # noqa: E402 - TensorFlow must be quietened before it is imported
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from movingline.dataset import DatasetReader  # noqa: E402
+from movingline.errors import InputError  # noqa: E402
+from movingline.params import ModelParams  # noqa: E402
+
+
+def build_model(size: int, params: ModelParams, *, time_distributed: bool = False) -> keras.Model:
+    """The uncompiled CNN-LSTM for frames of ``size`` x ``size``; any number of timesteps."""
+    frames = keras.Input(shape=(None, size, size, 1), name="frames")
+    if time_distributed:
+        x = keras.layers.TimeDistributed(
+            keras.layers.Conv2D(params.filters, params.kernel_size, activation="relu"), name="conv"
+        )(frames)
+        x = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(params.pool_size), name="pool")(x)
+        x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flatten")(x)
+    else:
+        kernel = (1, params.kernel_size, params.kernel_size)
+        x = keras.layers.Conv3D(params.filters, kernel, activation="relu", name="conv")(frames)
+        x = keras.layers.MaxPooling3D((1, params.pool_size, params.pool_size), name="pool")(x)
+        _, _, height, width, channels = x.shape
+        x = keras.layers.Reshape((-1, height * width * channels), name="flatten")(x)
+    x = keras.layers.LSTM(params.lstm_units, name="lstm")(x)
+    probability = keras.layers.Dense(1, activation="sigmoid", name="right")(x)
+    return keras.Model(frames, probability, name="cnn_lstm")
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def make_deterministic(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow, and makes TensorFlow ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def frame_size(model: keras.Model) -> int:
+    """The frame size a model was built for, read from its input shape."""
+    return int(model.input_shape[2])
+
+
+class FrameBatches(keras.utils.PyDataset):
+    """Batches of float32 frames (and labels, if asked) read from a dataset file on demand."""
+
+    def __init__(self, reader: DatasetReader, batch_size: int, *, with_labels: bool):
+        super().__init__()
+        self.reader = reader
+        self.batch_size = batch_size
+        self.with_labels = with_labels
+
+    def __len__(self) -> int:
+        return -(-len(self.reader) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        start = index * self.batch_size
+        stop = min(start + self.batch_size, len(self.reader))
+        frames = self.reader.read_frames(start, stop).astype(np.float32)
+        if not self.with_labels:
+            return (frames,)
+        return frames, self.reader.read_labels(start, stop).astype(np.float32)
+
+
+def predict_probabilities(model: keras.Model, batches: Iterator[np.ndarray] | keras.utils.PyDataset) -> np.ndarray:
+    """Probability of "right" for every sequence, shape (n,), float64."""
+    return model.predict(batches, verbose=0).reshape(-1).astype(np.float64)
+
+
+# Zip entry times are set to this fixed date (the earliest a zip file can hold).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Saves in the Keras native format, made byte-stable.
+
+    Keras records a save date in metadata.json, write times on the zip entries, and
+    object ids (which vary from run to run) as ``shared_object_id`` in config.json.
+    The date is dropped, the times fixed and the ids renumbered in order of appearance;
+    the model loads and predicts exactly as before.
+    """
+    buffer = io.BytesIO()
+    raw_path = path.with_name(f".{path.stem}.raw-{os.getpid()}.keras")
+    try:
+        model.save(raw_path)
+        with zipfile.ZipFile(raw_path) as source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+            for name in sorted(source.namelist()):
+                data = source.read(name)
+                if name == "metadata.json":
+                    metadata = json.loads(data)
+                    metadata.pop("date_saved", None)
+                    data = json.dumps(metadata, sort_keys=True).encode()
+                elif name == "config.json":
+                    data = json.dumps(_renumber_shared_ids(json.loads(data)), sort_keys=True).encode()
+                info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                target.writestr(info, data)
+    finally:
+        raw_path.unlink(missing_ok=True)
+    path.write_bytes(buffer.getvalue())
+
+
+def _renumber_shared_ids(config: object) -> object:
+    numbers: dict[int, int] = {}
+
+    def visit(node: object) -> object:
+        if isinstance(node, dict):
+            return {
+                key: numbers.setdefault(value, len(numbers)) if key == "shared_object_id" else visit(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    return visit(config)
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Loads a saved model; raises InputError naming the file if it is missing or not a Keras model."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a Keras model file (expected a .keras zip archive)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged file
+        detail = " ".join(str(error).split())[:300]
+        raise InputError(f"{path}: cannot load the Keras model ({type(error).__name__}: {detail})") from None
+
+
+def check_frame_size(model: keras.Model, model_path: Path, size: int, data_path: Path) -> None:
+    if frame_size(model) != size:
+        raise InputError(
+            f"{model_path}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, "
+            f"but {data_path} holds {size}x{size} frames"
+        )

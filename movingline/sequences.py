@@ -1,0 +1,81 @@
+"""The moving-line problem: random paths and the cumulative frames that draw them.
+
+A path is drawn first for every sample (a few bytes each), then frames are rendered
+in batches, so the random draws do not depend on the batch size and memory does not
+grow with the number of samples beyond the paths themselves.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+RIGHT, LEFT = 1, 0
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the line is at every step: ``rows[i, t]`` is its row at step (column) t."""
+
+    rows: np.ndarray  # (n, size), uint16
+    labels: np.ndarray  # (n,), uint8, RIGHT or LEFT
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def size(self) -> int:
+        return self.rows.shape[1]
+
+    def __getitem__(self, index: slice) -> "Paths":
+        return Paths(self.rows[index], self.labels[index])
+
+
+def sample_paths(rng: np.random.Generator, n_samples: int, size: int) -> Paths:
+    """Draws directions, start rows and row steps for ``n_samples`` sequences.
+
+    The direction is right with probability 1/2; the start row is uniform; each later
+    row is the previous one minus one, the same or plus one, uniform over those inside
+    the frame (two choices of 1/2 at an edge, three of 1/3 elsewhere).
+    """
+    if size < 2:
+        raise ValueError(f"size must be at least 2, got {size}")
+    labels = rng.integers(0, 2, size=n_samples, dtype=np.uint8)
+    rows = np.empty((n_samples, size), dtype=np.int64)
+    rows[:, 0] = rng.integers(0, size, size=n_samples)
+    uniforms = rng.random((n_samples, size - 1))
+    for t in range(1, size):
+        previous = rows[:, t - 1]
+        at_top = previous == 0
+        at_bottom = previous == size - 1
+        n_choices = 3 - at_top - at_bottom
+        # Choice k in 0 .. n_choices-1 maps to steps -1, 0, +1, shifted up by one at the top edge.
+        choice = (uniforms[:, t - 1] * n_choices).astype(np.int64)
+        rows[:, t] = previous + choice - 1 + at_top
+    return Paths(rows.astype(np.uint16), labels)
+
+
+def columns(labels: np.ndarray, size: int) -> np.ndarray:
+    """The column drawn at each step: ``t`` moving right, ``size-1-t`` moving left. Shape (n, size)."""
+    steps = np.arange(size)
+    return np.where(labels[:, None] == RIGHT, steps[None, :], size - 1 - steps[None, :])
+
+
+def render_frames(paths: Paths) -> np.ndarray:
+    """Cumulative frames of shape (n, size, size, size, 1), uint8 0/1: frame t holds t+1 pixels."""
+    n, size = len(paths), paths.size
+    # Each pixel records the step at which it is drawn; `size` means never. Every column
+    # is drawn exactly once, so no two steps write the same pixel.
+    first_step = np.full((n, size, size), size, dtype=np.int32)
+    samples = np.arange(n)[:, None]
+    first_step[samples, paths.rows, columns(paths.labels, size)] = np.arange(size)[None, :]
+    steps = np.arange(size, dtype=np.int32)[None, :, None, None]
+    frames = first_step[:, None, :, :] <= steps
+    return frames.view(np.uint8)[..., None]
+
+
+def iter_frame_batches(paths: Paths, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields (frames, labels) for consecutive batches of at most ``batch_size`` samples."""
+    for start in range(0, len(paths), batch_size):
+        batch = paths[start : start + batch_size]
+        yield render_frames(batch), batch.labels
