@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny params, and copies of the project to run stages and DVC in."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough that a whole `dvc repro` takes seconds, big enough that every stage does real work.
+TINY_PARAMS = {
+    "data": {"size": 8},
+    "generate_train": {"n_samples": 64, "seed": 11},
+    "generate_test": {"n_samples": 40, "seed": 12},
+    "model": {"filters": 2, "kernel_size": 2, "pool_size": 2, "lstm_units": 4},
+    "train": {"seed": 13, "batch_size": 16, "epochs": 1, "learning_rate": 0.01},
+    "evaluate": {"batch_size": 16},
+    "predict": {"n_samples": 5, "seed": 14},
+}
+
+# What a clone of the project holds that the pipeline needs (outputs and caches excluded).
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "movingline", ".dvc/config", ".dvc/.gitignore"]
+
+
+def tiny_params(**overrides: dict) -> dict:
+    """TINY_PARAMS with some sections' keys replaced, e.g. tiny_params(train={"epochs": 2})."""
+    params = {section: dict(values) for section, values in TINY_PARAMS.items()}
+    for section, values in overrides.items():
+        params[section].update(values)
+    return params
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def stage_env() -> dict[str, str]:
+    """The environment stages run in: this interpreter's venv first on PATH, no analytics."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = ""
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.pop("MOVINGLINE_DEBUG", None)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Runs a command in ``cwd`` capturing text output; on an unexpected status shows it all."""
+    result = subprocess.run(args, cwd=cwd, env=stage_env(), capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def run_stage(name: str, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Runs ``python -m stages.NAME ARGS`` in ``cwd``, as a user would from the project root."""
+    return run([sys.executable, "-m", f"stages.{name}", *args], cwd, check=check)
+
+
+def copy_project(destination: Path, params: dict | None = None) -> Path:
+    """Copies the project's code and pipeline (no outputs) to ``destination`` with tiny params."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    write_params(destination / "params.yaml", params or TINY_PARAMS)
+    return destination
+
+
+def git_project(destination: Path, params: dict | None = None) -> Path:
+    """A copy of the project in a new git repository with one commit, ready for `dvc repro`."""
+    copy_project(destination, params)
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.email", "tests@example.com"],
+        ["git", "config", "user.name", "tests"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "tiny project"],
+    ):
+        run(command, destination)
+    return destination
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(Path(sys.executable).parent / "dvc"), *args], cwd, check=check)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A plain (non-git) copy of the project with tiny params, for running stages alone."""
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding the project with tiny params, for running DVC."""
+    return git_project(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Path:
+    """A project copy in which every stage has run once at tiny params (shared, read-only)."""
+    root = copy_project(tmp_path_factory.mktemp("built") / "project")
+    for stage in ("generate_train", "generate_test", "train", "evaluate", "predict"):
+        run_stage(stage, root)
+    return root
