@@ -4,11 +4,12 @@ Exit status 2 means bad input (as argparse uses), 1 an unexpected failure, 130 a
 interruption. Set MOVINGLINE_DEBUG=1 to see the full traceback.
 """
 
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from movingline.errors import InputError
 
@@ -49,6 +50,19 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(1)
 
 
-def quiet_tensorflow() -> None:
-    """Keeps TensorFlow's C++ start-up chatter out of the logs; must run before importing it."""
+@contextlib.contextmanager
+def stderr_silenced() -> Iterator[None]:
+    """Sends file descriptor 2 (where C++ libraries write) to /dev/null for the block, unless debugging."""
+    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+        yield
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

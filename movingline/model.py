@@ -15,13 +15,16 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from movingline.cli import quiet_tensorflow
+from movingline.cli import stderr_silenced
 
-quiet_tensorflow()
+# TensorFlow's C++ start-up notices (oneDNN, CPU features) are written before its logging
+# can be configured, so they are kept off the terminal while it loads. An import error
+# still surfaces as a Python exception.
+with stderr_silenced():
+    import keras
+    import tensorflow as tf
 
-import keras  # noqa: E402 - TensorFlow must be quietened before it is imported
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from movingline.dataset import DatasetReader  # noqa: E402
 from movingline.errors import InputError  # noqa: E402
