@@ -1,7 +1,8 @@
 """What every stage does around its work: logging, signals, and one-line errors.
 
 Exit status 2 means bad input (as argparse uses), 1 an unexpected failure, 130 an
-interruption. Set MOVINGLINE_DEBUG=1 to see the full traceback.
+interruption by Ctrl-C (SIGINT) and 143 by SIGTERM. Set MOVINGLINE_DEBUG=1 to see the
+full traceback.
 """
 
 import contextlib
@@ -9,11 +10,14 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 
 from movingline.errors import InputError
 
 DEBUG_VARIABLE = "MOVINGLINE_DEBUG"
+# Longest message shown for an unexpected failure; the traceback has the rest.
+MAX_MESSAGE_CHARS = 400
 
 
 class Terminated(BaseException):
@@ -21,29 +25,43 @@ class Terminated(BaseException):
 
 
 def _raise_terminated(signum, frame) -> None:
-    raise Terminated(f"stopped by signal {signum}")
+    raise Terminated(signum)
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` with its whitespace collapsed, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_stage(main: Callable[[], None]) -> None:
     """Runs a stage's main() and turns failures into one line on stderr and an exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # TensorFlow's own notices and warnings would bury the stage's log; read before it loads.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _raise_terminated)
-    debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    debug = debugging()
     try:
         main()
     except InputError as error:
         if debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error), limit=2000)}", file=sys.stderr)
         sys.exit(2)
-    except (KeyboardInterrupt, Terminated):
-        print("error: interrupted; no output was changed", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as interruption:
+        signum = signal.SIGINT if isinstance(interruption, KeyboardInterrupt) else interruption.args[0]
+        print(f"error: interrupted by {signal.Signals(signum).name}; no partial output was left", file=sys.stderr)
+        # The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
+        sys.exit(128 + signum)
     except Exception as error:  # noqa: BLE001 - the last line of defence, reported in one line
         if debug:
             raise
         print(
-            f"error: unexpected failure: {type(error).__name__}: {error} "
+            f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))} "
             f"(set {DEBUG_VARIABLE}=1 for the traceback)",
             file=sys.stderr,
         )
@@ -52,17 +70,33 @@ def run_stage(main: Callable[[], None]) -> None:
 
 @contextlib.contextmanager
 def stderr_silenced() -> Iterator[None]:
-    """Sends file descriptor 2 (where C++ libraries write) to /dev/null for the block, unless debugging."""
-    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+    """Keeps what C++ code writes to stderr (file descriptor 2) off the terminal for a while.
+
+    TensorFlow 2.21 logs its start-up notices through absl before TF_CPP_MIN_LOG_LEVEL can
+    take effect, so its import runs inside this. What was written is shown after all if
+    the block fails, and nothing is hidden with MOVINGLINE_DEBUG=1.
+    """
+    if debugging():
         yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryFile() as captured:
+        try:
+            with _stderr_sent_to(captured):
+                yield
+        except BaseException:
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+
+
+@contextlib.contextmanager
+def _stderr_sent_to(file) -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
         yield
     finally:
+        sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)

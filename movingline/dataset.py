@@ -6,18 +6,21 @@ in files given to predict), plus attributes naming the format, its version, ``si
 ``n_samples`` and ``seed``. Readers check all of it and raise InputError naming the file.
 """
 
-from collections.abc import Iterable
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import h5py
 import numpy as np
 
+from movingline.chunks import ZLIB_LEVEL, encode_frames
 from movingline.errors import InputError
 
 FORMAT_NAME = "movingline-sequences"
 FORMAT_VERSION = 1
-GZIP_LEVEL = 4
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,17 @@ class DatasetInfo:
 
 def write_dataset(
     path: Path,
-    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    batches: Iterable[tuple[Sequence[bytes] | np.ndarray, np.ndarray]],
     *,
     size: int,
     n_samples: int,
     seed: int,
 ) -> None:
-    """Writes (frames, labels) batches, in order, into a new file at ``path``.
+    """Writes (samples, labels) batches, in order, into a new file at ``path``.
 
-    The same arguments always give the same bytes: h5py records no times by default.
+    Samples are chunks from ``chunks.encode_paths`` (what generate writes), written as
+    they are, or frames (n, s, s, s, 1), which are compressed here. The same arguments
+    always give the same bytes: h5py records no times by default.
     """
     shape = (n_samples, size, size, size, 1)
     with h5py.File(path, "w") as file:
@@ -47,20 +52,28 @@ def write_dataset(
         file.attrs["size"] = size
         file.attrs["n_samples"] = n_samples
         file.attrs["seed"] = seed
+        # The filters readers apply: deflate, then a Fletcher-32 checksum of the compressed chunk.
         frames = file.create_dataset(
             "frames",
             shape=shape,
             dtype=np.uint8,
             chunks=(1, size, size, size, 1),
             compression="gzip",
-            compression_opts=GZIP_LEVEL,
+            compression_opts=ZLIB_LEVEL,
             fletcher32=True,
         )
-        labels = file.create_dataset("labels", shape=(n_samples,), dtype=np.uint8)
+        # Written now, so that its place in the file comes before every chunk's whatever the
+        # batch size: the same samples must give the same bytes.
+        labels = file.create_dataset("labels", data=np.zeros(n_samples, dtype=np.uint8))
         written = 0
-        for frame_batch, label_batch in batches:
-            stop = written + len(frame_batch)
-            frames[written:stop] = frame_batch
+        for samples, label_batch in batches:
+            encoded = encode_frames(samples) if isinstance(samples, np.ndarray) else samples
+            stop = written + len(encoded)
+            if stop > n_samples:
+                raise ValueError(f"{path}: more than the {n_samples} samples announced")
+            # The chunks are already compressed and checksummed: HDF5 stores them as they are.
+            for index, chunk in enumerate(encoded, start=written):
+                frames.id.write_direct_chunk((index, 0, 0, 0, 0), chunk)
             labels[written:stop] = label_batch
             written = stop
         if written != n_samples:
@@ -80,6 +93,7 @@ class DatasetReader:
             raise
         self._frames = self._file["frames"]
         self._labels = self._file["labels"] if self.info.has_labels else None
+        self._read_error: InputError | None = None
 
     def __enter__(self) -> "DatasetReader":
         return self
@@ -101,16 +115,48 @@ class DatasetReader:
             # failure can name the sample.
             try:
                 self._frames.read_direct(out, np.s_[index], np.s_[offset])
-            except OSError as error:
-                raise InputError(
-                    f"{self.path}: sample {index} is corrupt (its checksum or compression failed: {error})"
-                ) from None
+            except (OSError, RuntimeError) as error:
+                self._fail(
+                    f"sample {index} is corrupt: its data fails the checksum or does not decompress "
+                    f"(HDF5: {_hdf5_reason(error)}); regenerate the file"
+                )
+        # A cheap pass next to the decompression, and the only place that sees every pixel.
+        if out.max(initial=0) > 1:
+            bad = int(np.flatnonzero(out.reshape(len(out), -1).max(axis=1) > 1)[0])
+            self._fail(f"sample {start + bad} holds pixel value {out[bad].max()}, expected only 0 and 1")
         return out
 
     def read_labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self._labels is None:
             raise InputError(f"{self.path}: has no 'labels' dataset")
-        return self._labels[start:stop]
+        try:
+            return self._labels[start:stop]
+        except (OSError, RuntimeError) as error:
+            self._fail(f"'labels' cannot be read (HDF5: {_hdf5_reason(error)}); regenerate the file")
+
+    def _fail(self, problem: str) -> NoReturn:
+        self._read_error = InputError(f"{self.path}: {problem}")
+        raise self._read_error
+
+    @contextlib.contextmanager
+    def read_errors_unwrapped(self) -> Iterator[None]:
+        """Re-raises a read error that Keras or tf.data wrapped in an exception of its own.
+
+        Keras reads batches inside tf.data, which turns our InputError into a TensorFlow
+        error holding a traceback; the user should see the one-line message instead.
+        """
+        try:
+            yield
+        except Exception:
+            if self._read_error is not None:
+                raise self._read_error from None
+            raise
+
+
+def _hdf5_reason(error: Exception) -> str:
+    """HDF5's innermost reason, e.g. 'filter returned failure during read', without its preamble."""
+    reasons = re.findall(r"\(([^()]+)\)", str(error))
+    return reasons[-1] if reasons else " ".join(str(error).split())
 
 
 def _open_hdf5(path: Path) -> h5py.File:
@@ -121,44 +167,86 @@ def _open_hdf5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        reason = "truncated or damaged HDF5 file" if h5py.is_hdf5(path) else "not an HDF5 file"
-        raise InputError(f"{path}: {reason} ({error})") from None
+        raise InputError(f"{path}: {_open_failure(path, error)}") from None
+
+
+def _open_failure(path: Path, error: OSError) -> str:
+    """Why h5py could not open ``path``, in words."""
+    if not h5py.is_hdf5(path):
+        return f"not an HDF5 file (expected a {FORMAT_NAME} dataset, as generate_train writes)"
+    truncated = re.search(r"\beof = (\d+).*stored_eof = (\d+)", str(error))
+    if truncated:
+        found, expected = truncated.groups()
+        return f"truncated HDF5 file ({found} bytes, but its header says {expected}); regenerate it"
+    return f"damaged HDF5 file (HDF5: {_hdf5_reason(error)}); regenerate it"
 
 
 def _validate(path: Path, file: h5py.File, require_labels: bool) -> DatasetInfo:
-    found_format = file.attrs.get("format")
-    if isinstance(found_format, bytes):
-        found_format = found_format.decode(errors="replace")
+    """Checks the attributes, datasets, dtypes and shapes; raises InputError naming the first problem."""
+    try:
+        return _validate_layout(path, file, require_labels)
+    except (OSError, RuntimeError, KeyError) as error:
+        # Damaged metadata surfaces only when an object is opened.
+        raise InputError(f"{path}: damaged HDF5 file (HDF5: {_hdf5_reason(error)}); regenerate it") from None
+
+
+def _validate_layout(path: Path, file: h5py.File, require_labels: bool) -> DatasetInfo:
+    found_format = _attribute(file, "format")
     if found_format != FORMAT_NAME:
-        raise InputError(
-            f"{path}: not a {FORMAT_NAME} dataset (attribute 'format' is {found_format!r}, "
-            f"expected {FORMAT_NAME!r})"
-        )
-    version = file.attrs.get("format_version")
+        found = "has no 'format' attribute" if found_format is None else f"attribute 'format' is {found_format!r}"
+        raise InputError(f"{path}: not a {FORMAT_NAME} dataset ({found}, expected {FORMAT_NAME!r})")
+    version = _attribute(file, "format_version")
     if version != FORMAT_VERSION:
-        raise InputError(f"{path}: format version {version!r} is not supported (expected {FORMAT_VERSION})")
-    for key in ("size", "n_samples", "seed"):
-        if key not in file.attrs:
-            raise InputError(f"{path}: attribute '{key}' is missing")
-    size, n_samples = int(file.attrs["size"]), int(file.attrs["n_samples"])
-    if "frames" not in file or not isinstance(file["frames"], h5py.Dataset):
-        raise InputError(f"{path}: dataset 'frames' is missing")
-    frames = file["frames"]
-    expected_shape = (n_samples, size, size, size, 1)
-    if frames.shape != expected_shape:
-        raise InputError(f"{path}: 'frames' has shape {frames.shape}, expected {expected_shape}")
+        raise InputError(
+            f"{path}: format version {version!r} is not supported (expected {FORMAT_VERSION}); regenerate the file"
+        )
+    size = _integer_attribute(path, file, "size", minimum=2)
+    n_samples = _integer_attribute(path, file, "n_samples", minimum=1)
+    seed = _integer_attribute(path, file, "seed", minimum=0)
+    frames = _dataset(path, file, "frames")
     if frames.dtype != np.uint8:
         raise InputError(f"{path}: 'frames' has dtype {frames.dtype}, expected uint8")
+    expected_shape = (n_samples, size, size, size, 1)
+    if frames.shape != expected_shape:
+        raise InputError(
+            f"{path}: 'frames' has shape {frames.shape}, expected {expected_shape} "
+            f"(sample, time, row, column, channel for size = {size}, n_samples = {n_samples})"
+        )
     has_labels = "labels" in file
     if has_labels:
-        labels = file["labels"]
-        if not isinstance(labels, h5py.Dataset) or labels.shape != (n_samples,) or labels.dtype != np.uint8:
-            raise InputError(
-                f"{path}: 'labels' must be uint8 of shape ({n_samples},), "
-                f"found {getattr(labels, 'dtype', '?')} {getattr(labels, 'shape', '?')}"
-            )
+        labels = _dataset(path, file, "labels")
+        if labels.dtype != np.uint8:
+            raise InputError(f"{path}: 'labels' has dtype {labels.dtype}, expected uint8")
+        if labels.shape != (n_samples,):
+            raise InputError(f"{path}: 'labels' has shape {labels.shape}, expected ({n_samples},)")
         if np.any(labels[()] > 1):
-            raise InputError(f"{path}: 'labels' must hold only 0 (left) and 1 (right)")
+            raise InputError(f"{path}: 'labels' must hold only 0 (left) and 1 (right), found {labels[()].max()}")
     elif require_labels:
-        raise InputError(f"{path}: dataset 'labels' is missing")
-    return DatasetInfo(size=size, n_samples=n_samples, seed=int(file.attrs["seed"]), has_labels=has_labels)
+        raise InputError(f"{path}: dataset 'labels' is missing (expected uint8 of shape ({n_samples},))")
+    return DatasetInfo(size=size, n_samples=n_samples, seed=seed, has_labels=has_labels)
+
+
+def _attribute(file: h5py.File, key: str) -> object:
+    value = file.attrs.get(key)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    # Scalars come back as NumPy types; compare and print them as Python ones.
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _integer_attribute(path: Path, file: h5py.File, key: str, minimum: int) -> int:
+    if key not in file.attrs:
+        raise InputError(f"{path}: attribute '{key}' is missing")
+    value = _attribute(file, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{path}: attribute '{key}' is {value!r}, expected an integer of at least {minimum}")
+    return value
+
+
+def _dataset(path: Path, file: h5py.File, key: str) -> h5py.Dataset:
+    if key not in file:
+        raise InputError(f"{path}: dataset '{key}' is missing")
+    item = file[key]
+    if not isinstance(item, h5py.Dataset):
+        raise InputError(f"{path}: '{key}' is a {type(item).__name__}, expected a dataset")
+    return item

@@ -2,38 +2,61 @@
 
 import argparse
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from movingline.chunks import encode_paths
 from movingline.dataset import write_dataset
-from movingline.outputs import atomic_outputs
+from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
 from movingline.plots import save_frame_strip
-from movingline.resources import DEFLATE_BEST_RATIO, require_disk, require_memory, sequence_bytes
-from movingline.sequences import iter_frame_batches, render_frames, sample_paths
+from movingline.resources import (
+    DEFLATE_BEST_RATIO,
+    paths_bytes,
+    require_disk,
+    require_memory,
+    require_training_fits,
+    sequence_bytes,
+)
+from movingline.sequences import Paths, render_frames, sample_paths
 
 log = logging.getLogger(__name__)
 
-# Frames are rendered this many bytes at a time (at least one sequence per batch).
+# Samples are encoded in batches of at most this many, or fewer where the batch's frames
+# (rendered only beyond size 181) would take more than RENDER_BATCH_BYTES. A batch's
+# tokens take about 80 bytes per 258 bytes of frames: 13 MB at size 50.
+MAX_BATCH_SAMPLES = 256
 RENDER_BATCH_BYTES = 32 * 2**20
 STRIP_SEQUENCES = 4
 
 
-def render_batch_size(size: int) -> int:
-    return max(1, RENDER_BATCH_BYTES // sequence_bytes(size))
+def encoding_batch_size(size: int) -> int:
+    frame_bytes = size**3
+    return max(1, min(MAX_BATCH_SAMPLES, RENDER_BATCH_BYTES // frame_bytes))
 
 
-def generate_dataset(path: Path, strip_path: Path, *, size: int, n_samples: int, seed: int) -> None:
+def encoded_batches(paths: Paths, batch_size: int) -> Iterator[tuple[list[bytes], np.ndarray]]:
+    """Yields (compressed chunks, labels) for consecutive batches of at most ``batch_size`` samples."""
+    for start in range(0, len(paths), batch_size):
+        batch = paths[start : start + batch_size]
+        yield encode_paths(batch), batch.labels
+
+
+def generate_dataset(
+    path: Path, strip_path: Path, *, size: int, n_samples: int, seed: int, label: str = "sequences"
+) -> None:
     """Writes ``n_samples`` sequences drawn with ``seed`` to ``path`` and a frame strip of the first few."""
     paths = sample_paths(np.random.default_rng(seed), n_samples, size)
-    with tqdm(total=n_samples, unit="seq", desc=path.name, disable=None) as progress:
+    # The bar shows on a terminal only (disable=None), so logs under DVC stay clean.
+    with tqdm(total=n_samples, unit="seq", desc=label, disable=None) as bar:
 
-        def batches():
-            for frames, labels in iter_frame_batches(paths, render_batch_size(size)):
-                yield frames, labels
-                progress.update(len(labels))
+        def batches() -> Iterator[tuple[list[bytes], np.ndarray]]:
+            for chunks, labels in encoded_batches(paths, encoding_batch_size(size)):
+                yield chunks, labels
+                bar.update(len(labels))
 
         write_dataset(path, batches(), size=size, n_samples=n_samples, seed=seed)
     shown = paths[:STRIP_SEQUENCES]
@@ -50,12 +73,17 @@ def main(section: str, default_output: str, default_strip: str) -> None:
     parser.add_argument("--strip", default=default_strip, type=Path, help="PNG of a few sequences (default: %(default)s)")
     args = parser.parse_args()
 
+    check_destinations(args.output, args.strip)
     params = load_params(args.params)
+    require_training_fits(params, args.params)
     size = params.data.size
     settings = getattr(params, section)
     blame = f"{args.params}: data.size = {size}"
+    require_memory(max(encoding_batch_size(size), STRIP_SEQUENCES) * size**3 * 3, "encoding one batch", blame)
     require_memory(
-        max(render_batch_size(size), STRIP_SEQUENCES) * sequence_bytes(size) * 3, "rendering one batch", blame
+        paths_bytes(settings.n_samples, size),
+        f"drawing {settings.n_samples} paths",
+        f"{args.params}: {section}.n_samples = {settings.n_samples}",
     )
     require_disk(
         settings.n_samples * sequence_bytes(size) // DEFLATE_BEST_RATIO,
@@ -65,5 +93,12 @@ def main(section: str, default_output: str, default_strip: str) -> None:
     )
 
     with atomic_outputs(args.output, args.strip) as (dataset_path, strip_path):
-        generate_dataset(dataset_path, strip_path, size=size, n_samples=settings.n_samples, seed=settings.seed)
+        generate_dataset(
+            dataset_path,
+            strip_path,
+            size=size,
+            n_samples=settings.n_samples,
+            seed=settings.seed,
+            label=str(args.output),
+        )
     log.info("wrote %s: %d sequences of %dx%d, seed %d", args.output, settings.n_samples, size, size, settings.seed)

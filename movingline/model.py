@@ -71,10 +71,18 @@ def frame_size(model: keras.Model) -> int:
 
 
 class FrameBatches(keras.utils.PyDataset):
-    """Batches of float32 frames (and labels, if asked) read from a dataset file on demand."""
+    """Batches of float32 frames (and labels, if asked) read from a dataset file on demand.
+
+    Two threads read the next batches while the model works on the current one, and at most
+    QUEUED_BATCHES wait, so memory does not grow with the file. (With one worker Keras would
+    instead prefetch through tf.data with AUTOTUNE, whose buffer grows over a long epoch.)
+    Batches still come in order: the model sees the same data whatever the timing.
+    """
+
+    QUEUED_BATCHES = 2
 
     def __init__(self, reader: DatasetReader, batch_size: int, *, with_labels: bool):
-        super().__init__()
+        super().__init__(workers=2, use_multiprocessing=False, max_queue_size=self.QUEUED_BATCHES)
         self.reader = reader
         self.batch_size = batch_size
         self.with_labels = with_labels
@@ -150,19 +158,31 @@ def load_model(path: str | Path) -> keras.Model:
     """Loads a saved model; raises InputError naming the file if it is missing or not a Keras model."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: model file not found")
+        raise InputError(f"{path}: model file not found (run the train stage first)")
     if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: not a Keras model file (expected a .keras zip archive)")
+        raise InputError(f"{path}: not a Keras model file (expected a .keras zip archive, as the train stage writes)")
+    with zipfile.ZipFile(path) as archive:
+        missing = [name for name in ("config.json", "metadata.json") if name not in archive.namelist()]
+    if missing:
+        raise InputError(f"{path}: a zip archive but not a Keras model (it has no {missing[0]})")
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged file
         detail = " ".join(str(error).split())[:300]
         raise InputError(f"{path}: cannot load the Keras model ({type(error).__name__}: {detail})") from None
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 5 and shape[2] is not None and shape[2:] == (shape[2], shape[2], 1)):
+        raise InputError(
+            f"{path}: the model takes input of shape {shape}, "
+            "expected (batch, time, size, size, 1) as the train stage builds"
+        )
+    return model
 
 
 def check_frame_size(model: keras.Model, model_path: Path, size: int, data_path: Path) -> None:
+    """Raises InputError if the model was built for frames of another size than ``data_path`` holds."""
     if frame_size(model) != size:
         raise InputError(
             f"{model_path}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, "
-            f"but {data_path} holds {size}x{size} frames"
+            f"but {data_path} holds {size}x{size} frames (retrain it, or give data of that size)"
         )

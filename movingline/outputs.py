@@ -6,15 +6,41 @@ Ctrl-C or SIGTERM the temporary files are removed and earlier outputs stay as th
 """
 
 import contextlib
+import glob
 import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+from movingline.errors import InputError
 
-def temporary_path(destination: Path) -> Path:
+
+def temporary_path(destination: Path, pid: int | None = None) -> Path:
+    """The hidden file beside ``destination`` that process ``pid`` (default: this one) writes first."""
     # Keep the suffix: Keras and matplotlib choose the file format from it.
-    return destination.with_name(f".{destination.stem}.partial-{os.getpid()}{destination.suffix}")
+    return destination.with_name(f".{destination.stem}.partial-{pid or os.getpid()}{destination.suffix}")
+
+
+def remove_stale_temporaries(destination: Path) -> None:
+    """Removes temporaries of ``destination`` left by runs killed outright (SIGKILL, a crash).
+
+    Those of a process still running are left alone: it may be writing them now.
+    """
+    prefix, suffix = f".{destination.stem}.partial-", destination.suffix
+    for candidate in destination.parent.glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
+        pid = candidate.name[len(prefix) : len(candidate.name) - len(suffix)]
+        if pid.isdigit() and candidate == temporary_path(destination, int(pid)) and not _running(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: running
+    return True
 
 
 @contextlib.contextmanager
@@ -23,7 +49,7 @@ def atomic_outputs(*destinations: str | Path) -> Iterator[list[Path]]:
     destinations = [Path(d) for d in destinations]
     temporaries = [temporary_path(d) for d in destinations]
     for destination in destinations:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        _prepare(destination)
     try:
         yield temporaries
         missing = [str(d) for d, t in zip(destinations, temporaries) if not t.exists()]
@@ -33,8 +59,29 @@ def atomic_outputs(*destinations: str | Path) -> Iterator[list[Path]]:
             for temporary, destination in zip(temporaries, destinations):
                 os.replace(temporary, destination)
     finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
+        # A second Ctrl-C must not stop the cleanup half-way.
+        with _signals_deferred():
+            for temporary in temporaries:
+                temporary.unlink(missing_ok=True)
+
+
+def check_destinations(*destinations: str | Path) -> None:
+    """Refuses output paths that could never be written, so a stage fails before its work."""
+    for destination in map(Path, destinations):
+        if destination.is_dir():
+            raise InputError(f"{destination}: is a directory, expected the path of a file to write")
+        if any(parent.exists() and not parent.is_dir() for parent in destination.parents):
+            raise InputError(f"{destination}: a folder on its path is a file")
+
+
+def _prepare(destination: Path) -> None:
+    """Makes the destination's folder, and refuses now what would make a rename fail half-way."""
+    check_destinations(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{destination}: cannot create its folder {destination.parent} ({error.strerror})") from None
+    remove_stale_temporaries(destination)
 
 
 @contextlib.contextmanager

@@ -16,47 +16,57 @@ import yaml
 
 from movingline.errors import InputError
 
+# NumPy's legacy seeding, which Keras uses, takes seeds below 2**32.
+MAX_SEED = 2**32 - 1
+# One sequence is one HDF5 chunk of size**3 bytes, and a chunk must stay under 4 GiB.
+MAX_SIZE = 1625
 
-def _at_least(minimum: float, *, strict: bool = False) -> dict[str, Any]:
-    return {"minimum": minimum, "strict": strict}
+
+def _bounds(minimum: float, maximum: float | None = None, *, strict: bool = False, why: str = "") -> dict[str, Any]:
+    """Field metadata: the allowed range of a value, and why the maximum is there."""
+    return {"minimum": minimum, "maximum": maximum, "strict": strict, "why": why}
+
+
+_SEED = _bounds(0, MAX_SEED, why="NumPy and Keras take seeds below 2**32")
+_COUNT = _bounds(1)
 
 
 @dataclass(frozen=True)
 class DataParams:
-    size: int = field(metadata=_at_least(2))
+    size: int = field(metadata=_bounds(2, MAX_SIZE, why="one sequence is one HDF5 chunk, which must stay under 4 GiB"))
 
 
 @dataclass(frozen=True)
 class GenerateParams:
-    n_samples: int = field(metadata=_at_least(1))
-    seed: int = field(metadata=_at_least(0))
+    n_samples: int = field(metadata=_COUNT)
+    seed: int = field(metadata=_SEED)
 
 
 @dataclass(frozen=True)
 class ModelParams:
-    filters: int = field(metadata=_at_least(1))
-    kernel_size: int = field(metadata=_at_least(1))
-    pool_size: int = field(metadata=_at_least(1))
-    lstm_units: int = field(metadata=_at_least(1))
+    filters: int = field(metadata=_COUNT)
+    kernel_size: int = field(metadata=_COUNT)
+    pool_size: int = field(metadata=_COUNT)
+    lstm_units: int = field(metadata=_COUNT)
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    seed: int = field(metadata=_at_least(0))
-    batch_size: int = field(metadata=_at_least(1))
-    epochs: int = field(metadata=_at_least(1))
-    learning_rate: float = field(metadata=_at_least(0, strict=True))
+    seed: int = field(metadata=_SEED)
+    batch_size: int = field(metadata=_COUNT)
+    epochs: int = field(metadata=_COUNT)
+    learning_rate: float = field(metadata=_bounds(0, strict=True))
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    batch_size: int = field(metadata=_at_least(1))
+    batch_size: int = field(metadata=_COUNT)
 
 
 @dataclass(frozen=True)
 class PredictParams:
-    n_samples: int = field(metadata=_at_least(1))
-    seed: int = field(metadata=_at_least(0))
+    n_samples: int = field(metadata=_COUNT)
+    seed: int = field(metadata=_SEED)
 
 
 @dataclass(frozen=True)
@@ -70,58 +80,65 @@ class Params:
     predict: PredictParams
 
 
-def _unknown_key_message(where: str, key: str, expected: list[str]) -> str:
-    message = f"{where}: unknown key '{key}' (expected: {', '.join(expected)})"
-    close = difflib.get_close_matches(str(key), expected, n=1)
-    if close:
-        message += f"; did you mean '{close[0]}'?"
-    return message
+def _describe(kind: type, bounds: dict[str, Any]) -> str:
+    """What a value must be, in words, e.g. 'an integer of at least 1'."""
+    noun = "an integer" if kind is int else "a number"
+    minimum, maximum = bounds["minimum"], bounds["maximum"]
+    if bounds["strict"]:
+        return f"{noun} greater than {minimum:g}"
+    if maximum is not None:
+        return f"{noun} from {minimum:g} to {maximum}"
+    return f"{noun} of at least {minimum:g}"
 
 
-def _check_keys(where: str, raw: dict, expected: list[str]) -> None:
+def _check_keys(prefix: str, raw: dict, expected: dict[str, str], kind: str) -> None:
+    """Refuses unknown keys (suggesting the closest known one) and reports the first missing key.
+
+    ``expected`` maps each key to what it must hold; ``prefix`` is the file and section.
+    """
+    names = list(expected)
     for key in raw:
         if key not in expected:
-            raise InputError(_unknown_key_message(where, key, expected))
-    for key in expected:
+            message = f"{prefix}{key}: unknown {kind} {key!r} (expected: {', '.join(names)})"
+            close = difflib.get_close_matches(str(key), names, n=1)
+            raise InputError(message + (f"; did you mean {close[0]!r}?" if close else ""))
+    for key in names:
         if key not in raw:
-            raise InputError(f"{where}: missing key '{key}'")
+            raise InputError(f"{prefix}{key}: missing {kind} (expected {expected[key]})")
 
 
-def _parse_value(where: str, value: Any, kind: type, minimum: float, strict: bool) -> int | float:
+def _parse_value(where: str, value: Any, kind: type, bounds: dict[str, Any]) -> int | float:
     # bool is a subclass of int in Python, but `epochs: true` is never meant as 1.
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        expected = "an integer"
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        expected = "a number"
+    expected = _describe(kind, bounds)
     if not ok:
         hint = ""
         if isinstance(value, str) and kind is float:
             # PyYAML follows YAML 1.1, where 1e-3 (no dot) is a string, not a float.
             hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)"
-        raise InputError(f"{where}: expected {expected}, found {type(value).__name__} {value!r}{hint}")
+        found = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        raise InputError(f"{where}: expected {expected}, found {found}{hint}")
     if kind is float and not math.isfinite(value):
         raise InputError(f"{where}: expected a finite number, found {value!r}")
-    if value < minimum or (strict and value == minimum):
-        bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
-        raise InputError(f"{where}: must be {bound}, found {value!r}")
+    minimum, maximum = bounds["minimum"], bounds["maximum"]
+    too_small = value < minimum or (bounds["strict"] and value == minimum)
+    if too_small or (maximum is not None and value > maximum):
+        why = f" ({bounds['why']})" if bounds["why"] and not too_small else ""
+        raise InputError(f"{where}: expected {expected}, found {value!r}{why}")
     return kind(value)
 
 
 def _parse_section(path: Path, name: str, cls: type, raw: Any) -> Any:
-    where = f"{path}: {name}"
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: expected a mapping of keys, found {type(raw).__name__} {raw!r}")
     fields = dataclasses.fields(cls)
-    _check_keys(where, raw, [f.name for f in fields])
-    values = {
-        f.name: _parse_value(
-            f"{path}: {name}.{f.name}", raw[f.name], f.type, f.metadata["minimum"], f.metadata["strict"]
-        )
-        for f in fields
-    }
-    return cls(**values)
+    expected = {f.name: _describe(f.type, f.metadata) for f in fields}
+    if not isinstance(raw, dict):
+        found = "nothing" if raw is None else f"{type(raw).__name__} {raw!r}"
+        raise InputError(f"{path}: {name}: expected a section with keys {', '.join(expected)}, found {found}")
+    _check_keys(f"{path}: {name}.", raw, expected, "key")
+    return cls(**{f.name: _parse_value(f"{path}: {name}.{f.name}", raw[f.name], f.type, f.metadata) for f in fields})
 
 
 def _check_consistency(path: Path, params: Params) -> None:
@@ -151,6 +168,17 @@ def _check_consistency(path: Path, params: Params) -> None:
             )
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line, with the line and column where it found the problem."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(error).split())
+    context = getattr(error, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Reads and validates the whole params file; raises InputError naming the first bad key."""
     path = Path(path)
@@ -163,12 +191,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        detail = " ".join(str(error).split())
-        raise InputError(f"{path}: not valid YAML: {detail}") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a mapping of sections, found {type(raw).__name__}")
+        raise InputError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
     sections = {f.name: f.type for f in dataclasses.fields(Params)}
-    _check_keys(str(path), raw, list(sections))
+    if not isinstance(raw, dict):
+        found = "an empty file" if raw is None else f"{type(raw).__name__} {raw!r}"
+        raise InputError(f"{path}: expected the sections {', '.join(sections)}, found {found}")
+    keys = {name: "keys " + ", ".join(f.name for f in dataclasses.fields(cls)) for name, cls in sections.items()}
+    _check_keys(f"{path}: ", raw, keys, "section")
     params = Params(**{name: _parse_section(path, name, cls, raw[name]) for name, cls in sections.items()})
     _check_consistency(path, params)
     return params

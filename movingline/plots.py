@@ -1,17 +1,15 @@
-"""Pictures of sequences: frame strips and captioned predictions (PNG, via matplotlib).
+"""Pictures of sequences: frame strips (PNG via Pillow) and captioned predictions (via matplotlib).
 
 Curves (training, ROC, confusion matrix) are not drawn here: the stages write their data
-and DVC's plot templates draw them.
+and DVC's plot templates draw them. The frame strip is drawn with Pillow because the
+generate stages draw one on every run and matplotlib alone takes most of a second to
+load, longer than generating thousands of sequences; matplotlib loads only for predictions.
 """
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 DIRECTION_NAMES = {0: "Left", 1: "Right"}
 
@@ -23,25 +21,33 @@ def caption(expected: int | None, predicted: int) -> str:
 
 
 def save_frame_strip(frames: np.ndarray, labels: np.ndarray, path: Path, n_steps: int = 8) -> None:
-    """One row per sequence showing ``n_steps`` frames evenly spread over time."""
+    """One row per sequence showing ``n_steps`` frames evenly spread over time, drawn black on white."""
     n_sequences, size = frames.shape[0], frames.shape[1]
     steps = np.unique(np.linspace(0, size - 1, min(n_steps, size)).round().astype(int))
-    figure, axes = plt.subplots(
-        n_sequences, len(steps), figsize=(1.3 * len(steps), 1.45 * n_sequences), squeeze=False
-    )
+    scale = max(1, 100 // size)
+    side, gap, margin_left, margin_top = size * scale, 12, 50, 48
+    width = margin_left + len(steps) * (side + gap)
+    height = margin_top + n_sequences * (side + gap)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=11)
+
+    def write(text: str, center_x: float, center_y: float) -> None:
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        draw.text((center_x - (right + left) / 2, center_y - (bottom + top) / 2), text, fill=0, font=font)
+
+    write(f"Moving-line sequences ({size}x{size}, {size} frames)", width / 2, 12)
     for row, (sequence, label) in enumerate(zip(frames, labels)):
+        y = margin_top + row * (side + gap)
+        write(DIRECTION_NAMES[int(label)], margin_left / 2, y + side / 2)
         for column, step in enumerate(steps):
-            axis = axes[row, column]
-            axis.imshow(sequence[step, :, :, 0], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-            axis.set_xticks([])
-            axis.set_yticks([])
+            x = margin_left + column * (side + gap)
             if row == 0:
-                axis.set_title(f"frame {step}", fontsize=8)
-        axes[row, 0].set_ylabel(DIRECTION_NAMES[int(label)], fontsize=9)
-    figure.suptitle(f"Moving-line sequences ({size}x{size}, {size} frames)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+                write(f"frame {step}", x + side / 2, margin_top - 10)
+            pixels = (255 - 255 * sequence[step, :, :, 0]).astype(np.uint8)
+            image.paste(Image.fromarray(pixels.repeat(scale, axis=0).repeat(scale, axis=1)), (x, y))
+            draw.rectangle((x - 1, y - 1, x + side, y + side), outline=0)
+    image.save(path, format="PNG")
 
 
 def drawing_times(frames: np.ndarray) -> np.ndarray:
@@ -60,6 +66,11 @@ def save_prediction_grid(
     n_columns: int = 4,
 ) -> None:
     """Each sequence as one picture coloured by drawing time (``drawing_times``), captioned."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     n = len(predicted)
     n_rows = -(-n // n_columns)
     figure, axes = plt.subplots(n_rows, n_columns, figsize=(2.6 * n_columns, 3.3 * n_rows), squeeze=False)

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 from movingline.errors import InputError
+from movingline.params import ModelParams, Params
 
 # Deflate cannot compress better than about 1032:1, so a gzip-compressed dataset takes
 # at least this fraction of its raw size on disk.
@@ -54,4 +55,44 @@ def require_disk(n_bytes: int, directory: Path, what: str, blame: str) -> None:
 
 def sequence_bytes(size: int) -> int:
     """Raw bytes of one uint8 sequence: size frames of size x size pixels."""
-    return size**4
+    return size**3
+
+
+def paths_bytes(n_samples: int, size: int) -> int:
+    """Peak bytes of drawing ``n_samples`` paths: int64 rows and uniforms while drawing, uint16 rows kept."""
+    return n_samples * (size * (8 + 8 + 2) + 32)
+
+
+def parameter_count(size: int, model: ModelParams) -> int:
+    """Weights of the CNN-LSTM that model.build_model builds (240,661 for the reference at size 50)."""
+    pooled_side = (size - model.kernel_size + 1) // model.pool_size
+    features = pooled_side * pooled_side * model.filters
+    conv = model.kernel_size * model.kernel_size * model.filters + model.filters
+    lstm = 4 * model.lstm_units * (features + model.lstm_units + 1)
+    return conv + lstm + model.lstm_units + 1
+
+
+def training_bytes(size: int, model: ModelParams, batch_size: int) -> int:
+    """A rough peak for training, in bytes, all float32: the weights, their gradients and
+    Adam's two moments; a batch of frames with room for copies; the convolution's outputs
+    and their gradients."""
+    weights = 4 * 4 * parameter_count(size, model)
+    conv_side = size - model.kernel_size + 1
+    frames = 4 * 4 * batch_size * sequence_bytes(size)
+    activations = 4 * 3 * batch_size * size * conv_side * conv_side * model.filters
+    return weights + frames + activations
+
+
+def require_training_fits(params: Params, params_path: Path, batch_size: int | None = None) -> None:
+    """Refuses params whose training could not fit in memory here, whichever stage is starting.
+
+    Every stage runs this right after reading params.yaml, so an impossible ``data.size``
+    or model stops the pipeline at its first stage rather than at training.
+    """
+    batch_size = params.train.batch_size if batch_size is None else batch_size
+    require_memory(
+        training_bytes(params.data.size, params.model, batch_size),
+        f"training ({parameter_count(params.data.size, params.model):,} weights)",
+        f"{params_path}: the model section with data.size = {params.data.size}, "
+        f"train.batch_size = {params.train.batch_size}",
+    )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 RIGHT, LEFT = 1, 0
+# Samples whose uniforms are drawn at once by sample_paths: 4,096 x 49 float64 is 1.6 MB.
+PATH_BLOCK_SAMPLES = 4096
 
 
 @dataclass(frozen=True)
@@ -41,18 +43,28 @@ def sample_paths(rng: np.random.Generator, n_samples: int, size: int) -> Paths:
     if size < 2:
         raise ValueError(f"size must be at least 2, got {size}")
     labels = rng.integers(0, 2, size=n_samples, dtype=np.uint8)
-    rows = np.empty((n_samples, size), dtype=np.int64)
+    rows = np.empty((n_samples, size), dtype=np.uint16)
     rows[:, 0] = rng.integers(0, size, size=n_samples)
-    uniforms = rng.random((n_samples, size - 1))
+    # The uniforms are drawn a block of samples at a time, in the same order as one draw of
+    # all of them, so that memory does not grow with n_samples beyond the uint16 rows.
+    for start in range(0, n_samples, PATH_BLOCK_SAMPLES):
+        block = rows[start : start + PATH_BLOCK_SAMPLES]
+        _walk_rows(block, rng.random((len(block), size - 1)))
+    return Paths(rows, labels)
+
+
+def _walk_rows(rows: np.ndarray, uniforms: np.ndarray) -> None:
+    """Fills ``rows[:, 1:]`` from ``rows[:, 0]``, one step per uniform draw."""
+    size = rows.shape[1]
+    previous = rows[:, 0].astype(np.int64)
     for t in range(1, size):
-        previous = rows[:, t - 1]
         at_top = previous == 0
         at_bottom = previous == size - 1
         n_choices = 3 - at_top - at_bottom
         # Choice k in 0 .. n_choices-1 maps to steps -1, 0, +1, shifted up by one at the top edge.
         choice = (uniforms[:, t - 1] * n_choices).astype(np.int64)
-        rows[:, t] = previous + choice - 1 + at_top
-    return Paths(rows.astype(np.uint16), labels)
+        previous = previous + choice - 1 + at_top
+        rows[:, t] = previous
 
 
 def columns(labels: np.ndarray, size: int) -> np.ndarray:
@@ -66,12 +78,15 @@ def render_frames(paths: Paths) -> np.ndarray:
     n, size = len(paths), paths.size
     # Each pixel records the step at which it is drawn; `size` means never. Every column
     # is drawn exactly once, so no two steps write the same pixel.
-    first_step = np.full((n, size, size), size, dtype=np.int32)
+    step_type = np.uint8 if size < 255 else np.uint32
+    first_step = np.full((n, size, size), size, dtype=step_type)
     samples = np.arange(n)[:, None]
-    first_step[samples, paths.rows, columns(paths.labels, size)] = np.arange(size)[None, :]
-    steps = np.arange(size, dtype=np.int32)[None, :, None, None]
-    frames = first_step[:, None, :, :] <= steps
-    return frames.view(np.uint8)[..., None]
+    first_step[samples, paths.rows, columns(paths.labels, size)] = np.arange(size, dtype=step_type)[None, :]
+    # One frame at a time, written in place: no boolean temporary as large as the result.
+    frames = np.empty((n, size, size, size, 1), dtype=np.uint8)
+    for step in range(size):
+        np.less_equal(first_step, step, out=frames[:, step, :, :, 0].view(bool))
+    return frames
 
 
 def iter_frame_batches(paths: Paths, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -13,12 +13,15 @@ import numpy as np
 
 from movingline.cli import run_stage
 from movingline.dataset import DatasetReader
-from movingline.outputs import atomic_outputs
+from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
+from movingline.resources import require_memory, require_training_fits, sequence_bytes
 
 log = logging.getLogger("evaluate")
 
 THRESHOLD = 0.5
+# A batch as uint8 and float32, plus the convolution's activations.
+EVALUATE_MEMORY_FACTOR = 12
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | int]:
@@ -76,16 +79,24 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    check_destinations(args.metrics, args.roc, args.confusion)
     params = load_params(args.params)
+    require_training_fits(params, args.params)
     with DatasetReader(args.data) as reader:
+        batch_size = min(params.evaluate.batch_size, len(reader))
+        require_memory(
+            batch_size * sequence_bytes(reader.info.size) * EVALUATE_MEMORY_FACTOR,
+            f"one batch of {batch_size} sequences",
+            f"{args.params}: evaluate.batch_size = {params.evaluate.batch_size} ({args.data} holds "
+            f"{reader.info.size}x{reader.info.size} frames)",
+        )
         from movingline.model import FrameBatches, check_frame_size, load_model, predict_probabilities
 
         model = load_model(args.model)
         check_frame_size(model, args.model, reader.info.size, args.data)
         labels = reader.read_labels()
-        probabilities = predict_probabilities(
-            model, FrameBatches(reader, params.evaluate.batch_size, with_labels=False)
-        )
+        with reader.read_errors_unwrapped():
+            probabilities = predict_probabilities(model, FrameBatches(reader, batch_size, with_labels=False))
 
     results = compute_metrics(labels, probabilities)
     with atomic_outputs(args.metrics, args.roc, args.confusion) as (metrics_path, roc_path, confusion_path):

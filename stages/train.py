@@ -13,14 +13,11 @@ from pathlib import Path
 from movingline.cli import run_stage
 from movingline.dataset import DatasetReader
 from movingline.errors import InputError
-from movingline.outputs import atomic_outputs
+from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import ModelParams, TrainParams, load_params
-from movingline.resources import require_memory, sequence_bytes
+from movingline.resources import require_training_fits
 
 log = logging.getLogger("train")
-
-# A float32 batch, plus room for the activations and gradients of the layers above it.
-TRAIN_MEMORY_FACTOR = 4 * 4
 
 
 def train(reader: DatasetReader, model_params: ModelParams, params: TrainParams, verbose: int | str):
@@ -62,6 +59,7 @@ def main() -> None:
     parser.add_argument("--curve", default="plots/training.csv", type=Path, help="per-step curves (default: %(default)s)")
     args = parser.parse_args()
 
+    check_destinations(args.model, args.curve)
     params = load_params(args.params)
     with DatasetReader(args.data) as reader:
         if reader.info.size != params.data.size:
@@ -69,14 +67,10 @@ def main() -> None:
                 f"{args.data}: holds {reader.info.size}x{reader.info.size} frames, but {args.params} sets "
                 f"data.size = {params.data.size} (regenerate it with `dvc repro generate_train`)"
             )
-        require_memory(
-            params.train.batch_size * sequence_bytes(params.data.size) * TRAIN_MEMORY_FACTOR,
-            "one training batch",
-            f"{args.params}: train.batch_size = {params.train.batch_size}, data.size = {params.data.size}",
-        )
+        require_training_fits(params, args.params, min(params.train.batch_size, len(reader)))
         from movingline.model import save_model
 
-        with atomic_outputs(args.model, args.curve) as (model_path, curve_path):
+        with atomic_outputs(args.model, args.curve) as (model_path, curve_path), reader.read_errors_unwrapped():
             verbose = 1 if sys.stdout.isatty() else 2
             model, rows = train(reader, params.model, params.train, verbose)
             save_model(model, model_path)

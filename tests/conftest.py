@@ -117,3 +117,31 @@ def built_project(tmp_path_factory) -> Path:
     for stage in ("generate_train", "generate_test", "train", "evaluate", "predict"):
         run_stage(stage, root)
     return root
+
+
+def copy_repo(source: Path, destination: Path) -> Path:
+    """A full copy of a git + DVC repository (history, DVC cache, run-cache, outputs)."""
+    shutil.copytree(source, destination, symlinks=True)
+    return destination
+
+
+def output_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every output that ``root``'s dvc.lock records, by path."""
+    import hashlib
+
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+    paths = sorted({out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])})
+    return {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in paths}
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory) -> Path:
+    """A git repository at tiny params after one `dvc repro`, everything committed (shared, read-only).
+
+    Tests that change it work on a copy_repo() of it.
+    """
+    root = git_project(tmp_path_factory.mktemp("reproduced") / "repo")
+    dvc(root, "repro")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "dvc repro at tiny params"], root)
+    return root

@@ -1,0 +1,1 @@
+"""Speed and memory benchmark: the pipeline's stages against the reference implementation's approach."""
