@@ -18,7 +18,6 @@ STAMP=$VENV/.requirements.lock.installed
 
 # DVC would otherwise try to send usage analytics; the repo's .dvc/config also says so.
 export DVC_NO_ANALYTICS=1
-export PYTHONDONTWRITEBYTECODE=1
 
 setup() {
     if [ ! -x "$VENV/bin/python" ]; then

@@ -1,12 +1,14 @@
 """The generate_train and generate_test stages: one implementation, two params sections."""
 
 import argparse
+import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
-from tqdm import tqdm
 
 from movingline.chunks import encode_paths
 from movingline.dataset import write_dataset
@@ -38,6 +40,15 @@ def encoding_batch_size(size: int) -> int:
     return max(1, min(MAX_BATCH_SAMPLES, RENDER_BATCH_BYTES // frame_bytes))
 
 
+def progress_bar(total: int, label: str):
+    """A tqdm bar on a terminal; elsewhere (DVC logs, CI) a silent stand-in, without importing tqdm."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(SimpleNamespace(update=lambda n: None))
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="seq", desc=label)
+
+
 def encoded_batches(paths: Paths, batch_size: int) -> Iterator[tuple[list[bytes], np.ndarray]]:
     """Yields (compressed chunks, labels) for consecutive batches of at most ``batch_size`` samples."""
     for start in range(0, len(paths), batch_size):
@@ -50,8 +61,7 @@ def generate_dataset(
 ) -> None:
     """Writes ``n_samples`` sequences drawn with ``seed`` to ``path`` and a frame strip of the first few."""
     paths = sample_paths(np.random.default_rng(seed), n_samples, size)
-    # The bar shows on a terminal only (disable=None), so logs under DVC stay clean.
-    with tqdm(total=n_samples, unit="seq", desc=label, disable=None) as bar:
+    with progress_bar(n_samples, label) as bar:
 
         def batches() -> Iterator[tuple[list[bytes], np.ndarray]]:
             for chunks, labels in encoded_batches(paths, encoding_batch_size(size)):
