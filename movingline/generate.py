@@ -17,9 +17,9 @@ from movingline.params import load_params
 from movingline.plots import save_frame_strip
 from movingline.resources import (
     DEFLATE_BEST_RATIO,
-    paths_bytes,
     require_disk,
     require_memory,
+    require_paths_fit,
     require_training_fits,
     sequence_bytes,
 )
@@ -36,8 +36,7 @@ STRIP_SEQUENCES = 4
 
 
 def encoding_batch_size(size: int) -> int:
-    frame_bytes = size**3
-    return max(1, min(MAX_BATCH_SAMPLES, RENDER_BATCH_BYTES // frame_bytes))
+    return max(1, min(MAX_BATCH_SAMPLES, RENDER_BATCH_BYTES // sequence_bytes(size)))
 
 
 def progress_bar(total: int, label: str):
@@ -89,12 +88,8 @@ def main(section: str, default_output: str, default_strip: str) -> None:
     size = params.data.size
     settings = getattr(params, section)
     blame = f"{args.params}: data.size = {size}"
-    require_memory(max(encoding_batch_size(size), STRIP_SEQUENCES) * size**3 * 3, "encoding one batch", blame)
-    require_memory(
-        paths_bytes(settings.n_samples, size),
-        f"drawing {settings.n_samples} paths",
-        f"{args.params}: {section}.n_samples = {settings.n_samples}",
-    )
+    require_memory(max(encoding_batch_size(size), STRIP_SEQUENCES) * sequence_bytes(size) * 3, "encoding one batch", blame)
+    require_paths_fit(settings.n_samples, size, f"{args.params}: {section}.n_samples = {settings.n_samples}")
     require_disk(
         settings.n_samples * sequence_bytes(size) // DEFLATE_BEST_RATIO,
         args.output.parent,

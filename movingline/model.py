@@ -179,10 +179,18 @@ def load_model(path: str | Path) -> keras.Model:
     return model
 
 
-def check_frame_size(model: keras.Model, model_path: Path, size: int, data_path: Path) -> None:
-    """Raises InputError if the model was built for frames of another size than ``data_path`` holds."""
-    if frame_size(model) != size:
-        raise InputError(
-            f"{model_path}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, "
-            f"but {data_path} holds {size}x{size} frames (retrain it, or give data of that size)"
-        )
+def check_frame_size(model: keras.Model, model_path: Path, size: int, source: Path, *, from_params: bool = False) -> None:
+    """Raises InputError if the model was built for frames of another size than ``size``.
+
+    ``source`` is the dataset holding frames of ``size`` or, with ``from_params``, the
+    params file whose data.size it is.
+    """
+    if frame_size(model) == size:
+        return
+    if from_params:
+        found = f"{source} sets data.size = {size} (retrain it with `dvc repro train`)"
+    else:
+        found = f"{source} holds {size}x{size} frames (retrain it, or give data of that size)"
+    raise InputError(
+        f"{model_path}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, but {found}"
+    )

@@ -63,6 +63,16 @@ def paths_bytes(n_samples: int, size: int) -> int:
     return n_samples * (size * (8 + 8 + 2) + 32)
 
 
+def require_paths_fit(n_samples: int, size: int, blame: str) -> None:
+    """Refuses a number of sequences whose paths (drawn before any frame) would not fit in memory."""
+    require_memory(paths_bytes(n_samples, size), f"drawing {n_samples} paths", blame)
+
+
+def prediction_bytes(batch_size: int, size: int) -> int:
+    """A rough peak for predicting one batch: the frames as uint8 and float32, plus the convolution's activations."""
+    return batch_size * sequence_bytes(size) * 12
+
+
 def parameter_count(size: int, model: ModelParams) -> int:
     """Weights of the CNN-LSTM that model.build_model builds (240,661 for the reference at size 50)."""
     pooled_side = (size - model.kernel_size + 1) // model.pool_size

@@ -15,13 +15,11 @@ from movingline.cli import run_stage
 from movingline.dataset import DatasetReader
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
-from movingline.resources import require_memory, require_training_fits, sequence_bytes
+from movingline.resources import prediction_bytes, require_memory, require_training_fits
 
 log = logging.getLogger("evaluate")
 
 THRESHOLD = 0.5
-# A batch as uint8 and float32, plus the convolution's activations.
-EVALUATE_MEMORY_FACTOR = 12
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | int]:
@@ -85,7 +83,7 @@ def main() -> None:
     with DatasetReader(args.data) as reader:
         batch_size = min(params.evaluate.batch_size, len(reader))
         require_memory(
-            batch_size * sequence_bytes(reader.info.size) * EVALUATE_MEMORY_FACTOR,
+            prediction_bytes(batch_size, reader.info.size),
             f"one batch of {batch_size} sequences",
             f"{args.params}: evaluate.batch_size = {params.evaluate.batch_size} ({args.data} holds "
             f"{reader.info.size}x{reader.info.size} frames)",

@@ -19,11 +19,10 @@ import numpy as np
 
 from movingline.cli import run_stage
 from movingline.dataset import DatasetReader
-from movingline.errors import InputError
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
 from movingline.plots import caption, drawing_times, save_prediction_grid
-from movingline.resources import paths_bytes, require_memory, require_training_fits, sequence_bytes
+from movingline.resources import prediction_bytes, require_memory, require_paths_fit, require_training_fits
 from movingline.sequences import iter_frame_batches, sample_paths
 
 log = logging.getLogger("predict")
@@ -94,20 +93,12 @@ def main() -> None:
         params = load_params(args.params)
         require_training_fits(params, args.params)
         size, settings = params.data.size, params.predict
-        require_memory(BATCH_SIZE * sequence_bytes(size) * 6, "one prediction batch", f"{args.params}: data.size = {size}")
-        require_memory(
-            paths_bytes(settings.n_samples, size),
-            f"drawing {settings.n_samples} paths",
-            f"{args.params}: predict.n_samples = {settings.n_samples}",
-        )
-        from movingline.model import frame_size, load_model
+        require_memory(prediction_bytes(BATCH_SIZE, size), "one prediction batch", f"{args.params}: data.size = {size}")
+        require_paths_fit(settings.n_samples, size, f"{args.params}: predict.n_samples = {settings.n_samples}")
+        from movingline.model import check_frame_size, load_model
 
         model = load_model(args.model)
-        if frame_size(model) != size:
-            raise InputError(
-                f"{args.model}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, "
-                f"but {args.params} sets data.size = {size} (retrain it with `dvc repro train`)"
-            )
+        check_frame_size(model, args.model, size, args.params, from_params=True)
         paths = sample_paths(np.random.default_rng(settings.seed), settings.n_samples, size)
         probabilities, expected, shown = predict(model, iter_frame_batches(paths, BATCH_SIZE))
         source = f"{settings.n_samples} fresh sequences (seed {settings.seed})"
@@ -118,7 +109,7 @@ def main() -> None:
             model = load_model(args.model)
             check_frame_size(model, args.model, reader.info.size, args.input)
             require_memory(
-                min(BATCH_SIZE, len(reader)) * sequence_bytes(reader.info.size) * 6,
+                prediction_bytes(min(BATCH_SIZE, len(reader)), reader.info.size),
                 "one prediction batch",
                 f"{args.input} ({reader.info.size}x{reader.info.size} frames)",
             )

@@ -119,6 +119,9 @@ def built_project(tmp_path_factory) -> Path:
     return root
 
 
+FIRST_REPRO_LOG = "first_repro.log"
+
+
 def copy_repo(source: Path, destination: Path) -> Path:
     """A full copy of a git + DVC repository (history, DVC cache, run-cache, outputs)."""
     shutil.copytree(source, destination, symlinks=True)
@@ -138,10 +141,12 @@ def output_hashes(root: Path) -> dict[str, str]:
 def reproduced_repo(tmp_path_factory) -> Path:
     """A git repository at tiny params after one `dvc repro`, everything committed (shared, read-only).
 
-    Tests that change it work on a copy_repo() of it.
+    Tests that change it work on a copy_repo() of it. What that first `dvc repro` printed
+    is kept beside it, in FIRST_REPRO_LOG.
     """
     root = git_project(tmp_path_factory.mktemp("reproduced") / "repo")
-    dvc(root, "repro")
+    first = dvc(root, "repro")
+    (root.parent / FIRST_REPRO_LOG).write_text(first.stdout, encoding="utf-8")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "dvc repro at tiny params"], root)
     return root
