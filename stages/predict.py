@@ -104,15 +104,15 @@ def main() -> None:
         source = f"{settings.n_samples} fresh sequences (seed {settings.seed})"
     else:
         with DatasetReader(args.input, require_labels=False) as reader:
-            from movingline.model import check_frame_size, load_model
-
-            model = load_model(args.model)
-            check_frame_size(model, args.model, reader.info.size, args.input)
             require_memory(
                 prediction_bytes(min(BATCH_SIZE, len(reader)), reader.info.size),
                 "one prediction batch",
                 f"{args.input} ({reader.info.size}x{reader.info.size} frames)",
             )
+            from movingline.model import check_frame_size, load_model
+
+            model = load_model(args.model)
+            check_frame_size(model, args.model, reader.info.size, args.input)
             probabilities, expected, shown = predict(model, batches_from_file(reader))
         source = str(args.input)
 
