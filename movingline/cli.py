@@ -5,6 +5,7 @@ interruption by Ctrl-C (SIGINT) and 143 by SIGTERM. Set MOVINGLINE_DEBUG=1 to se
 full traceback.
 """
 
+import argparse
 import contextlib
 import logging
 import os
@@ -12,6 +13,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from movingline.errors import InputError
 
@@ -36,6 +38,33 @@ def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """``text`` with its whitespace collapsed, cut to ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def stage_parser(stage: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """The argument parser every stage starts from: its name, and --params."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=description, **kwargs)
+    add_path(parser, "--params", "params.yaml", "params file")
+    return parser
+
+
+def add_path(parser: argparse.ArgumentParser, flag: str, default: str | None, help: str) -> None:
+    """A file argument; its default (if any) is shown in --help."""
+    suffix = " (default: %(default)s)" if default is not None else ""
+    parser.add_argument(flag, default=None if default is None else Path(default), type=Path, help=help + suffix)
+
+
+def load_checked_params(path: Path):
+    """params.yaml, validated, and refused if training at its sizes could not fit in memory here.
+
+    Every stage checks the training fit first, so an impossible ``data.size`` or model stops
+    the pipeline at its first stage rather than at training.
+    """
+    from movingline.params import load_params
+    from movingline.resources import require_training_fits
+
+    params = load_params(path)
+    require_training_fits(params, path)
+    return params
 
 
 def run_stage(main: Callable[[], None]) -> None:

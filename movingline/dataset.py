@@ -8,7 +8,7 @@ in files given to predict), plus attributes naming the format, its version, ``si
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -16,11 +16,16 @@ from typing import NoReturn
 import h5py
 import numpy as np
 
-from movingline.chunks import ZLIB_LEVEL, encode_frames
+from movingline.batching import batch_bounds
 from movingline.errors import InputError
 
 FORMAT_NAME = "movingline-sequences"
 FORMAT_VERSION = 1
+# HDF5's gzip level for the frames. Measured at 5,000 sequences of size 50 (docs/data-format.md):
+# level 1 writes in about 1.3 s at 1.46 KB a sequence, level 4 in 3.8 s at 0.75 KB, level 6
+# in 5.8 s at 0.58 KB; reading back is about as fast as writing. At 7 MB for the training set,
+# the smaller files of higher levels are not worth the time.
+GZIP_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -33,47 +38,43 @@ class DatasetInfo:
 
 def write_dataset(
     path: Path,
-    batches: Iterable[tuple[Sequence[bytes] | np.ndarray, np.ndarray]],
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
     size: int,
     n_samples: int,
     seed: int,
 ) -> None:
-    """Writes (samples, labels) batches, in order, into a new file at ``path``.
+    """Writes (frames, labels) batches, in order, into a new file at ``path``.
 
-    Samples are chunks from ``chunks.encode_paths`` (what generate writes), written as
-    they are, or frames (n, s, s, s, 1), which are compressed here. The same arguments
-    always give the same bytes: h5py records no times by default.
+    Frames are uint8 (n, s, s, s, 1). The same arguments give the same bytes whatever the
+    batch size: h5py records no times by default, and chunks are written in sample order.
     """
-    shape = (n_samples, size, size, size, 1)
     with h5py.File(path, "w") as file:
         file.attrs["format"] = FORMAT_NAME
         file.attrs["format_version"] = FORMAT_VERSION
         file.attrs["size"] = size
         file.attrs["n_samples"] = n_samples
         file.attrs["seed"] = seed
-        # The filters readers apply: deflate, then a Fletcher-32 checksum of the compressed chunk.
+        # One sample per chunk, deflated, then a Fletcher-32 checksum of the compressed chunk,
+        # so that a damaged byte fails on read and names its sample. No shuffle filter: with
+        # one-byte elements it would not change the bytes, only cost time.
         frames = file.create_dataset(
             "frames",
-            shape=shape,
+            shape=(n_samples, size, size, size, 1),
             dtype=np.uint8,
             chunks=(1, size, size, size, 1),
             compression="gzip",
-            compression_opts=ZLIB_LEVEL,
+            compression_opts=GZIP_LEVEL,
             fletcher32=True,
         )
-        # Written now, so that its place in the file comes before every chunk's whatever the
-        # batch size: the same samples must give the same bytes.
+        # Written now, so that its place in the file comes before every chunk's.
         labels = file.create_dataset("labels", data=np.zeros(n_samples, dtype=np.uint8))
         written = 0
-        for samples, label_batch in batches:
-            encoded = encode_frames(samples) if isinstance(samples, np.ndarray) else samples
-            stop = written + len(encoded)
+        for frame_batch, label_batch in batches:
+            stop = written + len(frame_batch)
             if stop > n_samples:
                 raise ValueError(f"{path}: more than the {n_samples} samples announced")
-            # The chunks are already compressed and checksummed: HDF5 stores them as they are.
-            for index, chunk in enumerate(encoded, start=written):
-                frames.id.write_direct_chunk((index, 0, 0, 0, 0), chunk)
+            frames[written:stop] = frame_batch
             labels[written:stop] = label_batch
             written = stop
         if written != n_samples:
@@ -125,6 +126,12 @@ class DatasetReader:
             bad = int(np.flatnonzero(out.reshape(len(out), -1).max(axis=1) > 1)[0])
             self._fail(f"sample {start + bad} holds pixel value {out[bad].max()}, expected only 0 and 1")
         return out
+
+    def iter_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Yields (frames, labels) for consecutive batches; labels are None in a file without them."""
+        for start, stop in batch_bounds(len(self), batch_size):
+            labels = self.read_labels(start, stop) if self.info.has_labels else None
+            yield self.read_frames(start, stop), labels
 
     def read_labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         if self._labels is None:

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from movingline.cli import stderr_silenced
@@ -99,9 +98,9 @@ class FrameBatches(keras.utils.PyDataset):
         return frames, self.reader.read_labels(start, stop).astype(np.float32)
 
 
-def predict_probabilities(model: keras.Model, batches: Iterator[np.ndarray] | keras.utils.PyDataset) -> np.ndarray:
-    """Probability of "right" for every sequence, shape (n,), float64."""
-    return model.predict(batches, verbose=0).reshape(-1).astype(np.float64)
+def predict_probabilities(model: keras.Model, frames: np.ndarray) -> np.ndarray:
+    """Probability of "right" for each sequence of one batch of uint8 frames, shape (n,), float64."""
+    return np.asarray(model.predict_on_batch(frames.astype(np.float32))).reshape(-1).astype(np.float64)
 
 
 # Zip entry times are set to this fixed date (the earliest a zip file can hold).
@@ -194,3 +193,10 @@ def check_frame_size(model: keras.Model, model_path: Path, size: int, source: Pa
     raise InputError(
         f"{model_path}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, but {found}"
     )
+
+
+def load_checked_model(path: Path, size: int, source: Path, *, from_params: bool = False) -> keras.Model:
+    """``load_model``, then ``check_frame_size`` against the frames of ``source``."""
+    model = load_model(path)
+    check_frame_size(model, path, size, source, from_params=from_params)
+    return model

@@ -7,6 +7,7 @@ Ctrl-C or SIGTERM the temporary files are removed and earlier outputs stay as th
 
 import contextlib
 import glob
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -63,6 +64,11 @@ def atomic_outputs(*destinations: str | Path) -> Iterator[list[Path]]:
         with _signals_deferred():
             for temporary in temporaries:
                 temporary.unlink(missing_ok=True)
+
+
+def write_json(data: object, path: Path) -> None:
+    """``data`` as indented JSON with a final newline: stable bytes for git and DVC."""
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def check_destinations(*destinations: str | Path) -> None:

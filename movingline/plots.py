@@ -11,13 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-DIRECTION_NAMES = {0: "Left", 1: "Right"}
-
-
-def caption(expected: int | None, predicted: int) -> str:
-    """The reference's prediction line, e.g. "Expected: Right, Predicted: Right"."""
-    expected_name = "?" if expected is None else DIRECTION_NAMES[int(expected)]
-    return f"Expected: {expected_name}, Predicted: {DIRECTION_NAMES[int(predicted)]}"
+from movingline.sequences import LABEL_NAMES
 
 
 def save_frame_strip(frames: np.ndarray, labels: np.ndarray, path: Path, n_steps: int = 8) -> None:
@@ -39,7 +33,7 @@ def save_frame_strip(frames: np.ndarray, labels: np.ndarray, path: Path, n_steps
     write(f"Moving-line sequences ({size}x{size}, {size} frames)", width / 2, 12)
     for row, (sequence, label) in enumerate(zip(frames, labels)):
         y = margin_top + row * (side + gap)
-        write(DIRECTION_NAMES[int(label)], margin_left / 2, y + side / 2)
+        write(LABEL_NAMES[int(label)].capitalize(), margin_left / 2, y + side / 2)
         for column, step in enumerate(steps):
             x = margin_left + column * (side + gap)
             if row == 0:
@@ -59,20 +53,21 @@ def drawing_times(frames: np.ndarray) -> np.ndarray:
 
 def save_prediction_grid(
     times: np.ndarray,
-    expected: np.ndarray | None,
-    predicted: np.ndarray,
     probabilities: np.ndarray,
+    captions: list[str],
+    correct: list[bool | None],
     path: Path,
     n_columns: int = 4,
 ) -> None:
-    """Each sequence as one picture coloured by drawing time (``drawing_times``), captioned."""
+    """Each sequence as one picture coloured by drawing time (``drawing_times``), captioned;
+    the caption is green where ``correct``, red where not, black where unknown."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(predicted)
-    n_rows = -(-n // n_columns)
+    n = len(captions)
+    n_rows = max(1, -(-n // n_columns))
     figure, axes = plt.subplots(n_rows, n_columns, figsize=(2.6 * n_columns, 3.3 * n_rows), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.set_xticks([])
@@ -80,15 +75,10 @@ def save_prediction_grid(
         if index >= n:
             axis.set_visible(False)
             continue
-        truth = None if expected is None else int(expected[index])
         size = times.shape[-1]
         axis.imshow(times[index], cmap="viridis", vmin=0, vmax=size - 1, interpolation="nearest")
-        color = "black" if truth is None else ("green" if truth == predicted[index] else "red")
-        axis.set_title(
-            f"#{index}  P(right) = {probabilities[index]:.3f}\n{caption(truth, predicted[index])}",
-            fontsize=8,
-            color=color,
-        )
+        color = {None: "black", True: "green", False: "red"}[correct[index]]
+        axis.set_title(f"#{index}  P(right) = {probabilities[index]:.3f}\n{captions[index]}", fontsize=8, color=color)
     figure.suptitle("Colour shows when each pixel was drawn: purple first, yellow last", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=80)

@@ -58,19 +58,24 @@ def sequence_bytes(size: int) -> int:
     return size**3
 
 
-def paths_bytes(n_samples: int, size: int) -> int:
-    """Peak bytes of drawing ``n_samples`` paths: int64 rows and uniforms while drawing, uint16 rows kept."""
+def walks_bytes(n_samples: int, size: int) -> int:
+    """Peak bytes of drawing ``n_samples`` random walks: int64 rows and uniforms while drawing, uint16 rows kept."""
     return n_samples * (size * (8 + 8 + 2) + 32)
 
 
-def require_paths_fit(n_samples: int, size: int, blame: str) -> None:
-    """Refuses a number of sequences whose paths (drawn before any frame) would not fit in memory."""
-    require_memory(paths_bytes(n_samples, size), f"drawing {n_samples} paths", blame)
+def require_walks_fit(n_samples: int, size: int, blame: str) -> None:
+    """Refuses a number of sequences whose random walks (drawn before any frame) would not fit in memory."""
+    require_memory(walks_bytes(n_samples, size), f"drawing {n_samples} random walks", blame)
 
 
 def prediction_bytes(batch_size: int, size: int) -> int:
     """A rough peak for predicting one batch: the frames as uint8 and float32, plus the convolution's activations."""
     return batch_size * sequence_bytes(size) * 12
+
+
+def require_prediction_fits(batch_size: int, size: int, blame: str) -> None:
+    """Refuses a prediction batch that would not fit in memory, before TensorFlow loads."""
+    require_memory(prediction_bytes(batch_size, size), f"one prediction batch of {batch_size} sequences", blame)
 
 
 def parameter_count(size: int, model: ModelParams) -> int:

@@ -1,8 +1,8 @@
-"""The moving-line problem: random paths and the cumulative frames that draw them.
+"""The moving-line problem: random walks and the cumulative frames that draw them.
 
-A path is drawn first for every sample (a few bytes each), then frames are rendered
-in batches, so the random draws do not depend on the batch size and memory does not
-grow with the number of samples beyond the paths themselves.
+A walk (the line's row at every step) is drawn first for every sample (a few bytes
+each), then frames are rendered in batches, so the random draws do not depend on the
+batch size and memory does not grow with the number of samples beyond the walks.
 """
 
 from collections.abc import Iterator
@@ -10,13 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from movingline.batching import batch_bounds
+
 RIGHT, LEFT = 1, 0
-# Samples whose uniforms are drawn at once by sample_paths: 4,096 x 49 float64 is 1.6 MB.
-PATH_BLOCK_SAMPLES = 4096
+# The one spelling of the labels, e.g. in the confusion matrix; captions capitalise them.
+LABEL_NAMES = {LEFT: "left", RIGHT: "right"}
+# Samples whose uniforms are drawn at once by sample_walks: 4,096 x 49 float64 is 1.6 MB.
+WALK_BLOCK_SAMPLES = 4096
 
 
 @dataclass(frozen=True)
-class Paths:
+class Walks:
     """Where the line is at every step: ``rows[i, t]`` is its row at step (column) t."""
 
     rows: np.ndarray  # (n, size), uint16
@@ -29,11 +33,11 @@ class Paths:
     def size(self) -> int:
         return self.rows.shape[1]
 
-    def __getitem__(self, index: slice) -> "Paths":
-        return Paths(self.rows[index], self.labels[index])
+    def __getitem__(self, index: slice) -> "Walks":
+        return Walks(self.rows[index], self.labels[index])
 
 
-def sample_paths(rng: np.random.Generator, n_samples: int, size: int) -> Paths:
+def sample_walks(rng: np.random.Generator, n_samples: int, size: int) -> Walks:
     """Draws directions, start rows and row steps for ``n_samples`` sequences.
 
     The direction is right with probability 1/2; the start row is uniform; each later
@@ -47,10 +51,10 @@ def sample_paths(rng: np.random.Generator, n_samples: int, size: int) -> Paths:
     rows[:, 0] = rng.integers(0, size, size=n_samples)
     # The uniforms are drawn a block of samples at a time, in the same order as one draw of
     # all of them, so that memory does not grow with n_samples beyond the uint16 rows.
-    for start in range(0, n_samples, PATH_BLOCK_SAMPLES):
-        block = rows[start : start + PATH_BLOCK_SAMPLES]
+    for start, stop in batch_bounds(n_samples, WALK_BLOCK_SAMPLES):
+        block = rows[start:stop]
         _walk_rows(block, rng.random((len(block), size - 1)))
-    return Paths(rows, labels)
+    return Walks(rows, labels)
 
 
 def _walk_rows(rows: np.ndarray, uniforms: np.ndarray) -> None:
@@ -73,15 +77,15 @@ def columns(labels: np.ndarray, size: int) -> np.ndarray:
     return np.where(labels[:, None] == RIGHT, steps[None, :], size - 1 - steps[None, :])
 
 
-def render_frames(paths: Paths) -> np.ndarray:
+def render_frames(walks: Walks) -> np.ndarray:
     """Cumulative frames of shape (n, size, size, size, 1), uint8 0/1: frame t holds t+1 pixels."""
-    n, size = len(paths), paths.size
+    n, size = len(walks), walks.size
     # Each pixel records the step at which it is drawn; `size` means never. Every column
     # is drawn exactly once, so no two steps write the same pixel.
     step_type = np.uint8 if size < 255 else np.uint32
     first_step = np.full((n, size, size), size, dtype=step_type)
     samples = np.arange(n)[:, None]
-    first_step[samples, paths.rows, columns(paths.labels, size)] = np.arange(size, dtype=step_type)[None, :]
+    first_step[samples, walks.rows, columns(walks.labels, size)] = np.arange(size, dtype=step_type)[None, :]
     # One frame at a time, written in place: no boolean temporary as large as the result.
     frames = np.empty((n, size, size, size, 1), dtype=np.uint8)
     for step in range(size):
@@ -89,8 +93,8 @@ def render_frames(paths: Paths) -> np.ndarray:
     return frames
 
 
-def iter_frame_batches(paths: Paths, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_frame_batches(walks: Walks, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yields (frames, labels) for consecutive batches of at most ``batch_size`` samples."""
-    for start in range(0, len(paths), batch_size):
-        batch = paths[start : start + batch_size]
+    for start, stop in batch_bounds(len(walks), batch_size):
+        batch = walks[start:stop]
         yield render_frames(batch), batch.labels

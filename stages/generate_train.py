@@ -1,8 +1,33 @@
-"""Stage generate_train: params.yaml's generate_train section -> data/train.h5 and a frame strip."""
+"""Stage generate_train: params.yaml's generate_train section -> data/train.h5 and a frame strip.
 
-from movingline.cli import run_stage
-from movingline.generate import main
+generate_test runs the same main() on its own section.
+"""
+
+import logging
+
+from movingline.cli import add_path, load_checked_params, run_stage, stage_parser
+from movingline.generate import generate_dataset, require_generation_fits
+from movingline.outputs import atomic_outputs, check_destinations
+
+log = logging.getLogger(__name__)
+
+
+def main(section: str = "generate_train", output: str = "data/train.h5", strip: str = "plots/train_sequences.png") -> None:
+    parser = stage_parser(section, f"Generate moving-line sequences from params.yaml's '{section}' section into an HDF5 file.")
+    add_path(parser, "--output", output, "dataset to write")
+    add_path(parser, "--strip", strip, "PNG of a few sequences")
+    args = parser.parse_args()
+
+    check_destinations(args.output, args.strip)
+    params = load_checked_params(args.params)
+    require_generation_fits(params, args.params, section, args.output)
+    size, settings = params.data.size, getattr(params, section)
+    with atomic_outputs(args.output, args.strip) as (dataset_path, strip_path):
+        generate_dataset(
+            dataset_path, strip_path, size=size, n_samples=settings.n_samples, seed=settings.seed, label=str(args.output)
+        )
+    log.info("wrote %s: %d sequences of %dx%d, seed %d", args.output, settings.n_samples, size, size, settings.seed)
 
 
 if __name__ == "__main__":
-    run_stage(lambda: main("generate_train", "data/train.h5", "plots/train_sequences.png"))
+    run_stage(main)

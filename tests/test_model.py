@@ -1,10 +1,19 @@
 """The CNN-LSTM: the reference architecture, and the per-frame CNN's two equivalent forms."""
 
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from movingline.model import build_model, frame_size, load_model, save_model
+from movingline.errors import InputError
+from movingline.model import build_model, check_frame_size, frame_size, load_checked_model, load_model, save_model
 from movingline.params import ModelParams
+from tests.badfiles import assert_one_line, write_zip_that_is_not_a_model
+from tests.conftest import TINY_PARAMS
+
+SIZE = TINY_PARAMS["data"]["size"]
 
 REFERENCE = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50)
 
@@ -49,3 +58,79 @@ def test_saved_model_loads_with_keras_alone_and_is_byte_stable(tmp_path):
     frames = np.ones((1, 8, 8, 8, 1), np.float32)
     assert np.array_equal(loaded.predict(frames, verbose=0), model.predict(frames, verbose=0))
     assert frame_size(load_model(tmp_path / "a.keras")) == 8
+
+
+# Refusing what is not our model, with one line naming the file
+
+
+@pytest.fixture(scope="module")
+def keras_model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    save_model(build_model(SIZE, ModelParams(**TINY_PARAMS["model"])), path)
+    return path
+
+
+def write_dense_model(path: Path) -> Path:
+    import keras
+
+    inputs = keras.Input(shape=(3,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(path)
+    return path
+
+
+NOT_A_KERAS_FILE = "not a Keras model file (expected a .keras zip archive, as the train stage writes)"
+
+# (id, how to make the file, the message after "<file>: ")
+MODEL_CASES: list[tuple[str, Callable[[Path], object], str]] = [
+    ("missing", lambda p: None, "model file not found (run the train stage first)"),
+    ("random bytes", lambda p: p.write_bytes(np.random.default_rng(1).bytes(3000)), NOT_A_KERAS_FILE),
+    ("empty", lambda p: p.write_bytes(b""), NOT_A_KERAS_FILE),
+    ("a zip but not a model", write_zip_that_is_not_a_model, "a zip archive but not a Keras model (it has no config.json)"),
+    (
+        "another kind of model",
+        write_dense_model,
+        "the model takes input of shape (None, 3), expected (batch, time, size, size, 1) as the train stage builds",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case_id", "make", "message"), MODEL_CASES, ids=[case[0] for case in MODEL_CASES])
+def test_load_model_refuses_what_is_not_our_model(tmp_path, case_id, make, message):
+    path = tmp_path / "m.keras"
+    make(path)
+    with pytest.raises(InputError) as caught:
+        load_model(path)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_a_damaged_model_archive_is_refused(tmp_path, keras_model_file):
+    damaged = tmp_path / "m.keras"
+    with zipfile.ZipFile(keras_model_file) as source, zipfile.ZipFile(damaged, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            target.writestr(name, data[: len(data) // 3] if name.endswith(".h5") else data)
+    with pytest.raises(InputError) as caught:
+        load_model(damaged)
+    # The rest of the message is Keras's own words, which vary between versions.
+    assert_one_line(str(caught.value), f"{damaged}: cannot load the Keras model (")
+
+
+def test_check_frame_size_names_both_files_and_sizes(keras_model_file):
+    model = load_model(keras_model_file)
+    check_frame_size(model, keras_model_file, SIZE, Path("data/test.h5"))
+    with pytest.raises(InputError) as caught:
+        check_frame_size(model, keras_model_file, 6, Path("other.h5"))
+    assert str(caught.value) == (
+        f"{keras_model_file}: the model was trained on 8x8 frames, but other.h5 holds 6x6 frames "
+        "(retrain it, or give data of that size)"
+    )
+
+
+def test_load_checked_model_refuses_frames_of_another_size(keras_model_file):
+    assert frame_size(load_checked_model(keras_model_file, SIZE, Path("params.yaml"), from_params=True)) == SIZE
+    with pytest.raises(InputError) as caught:
+        load_checked_model(keras_model_file, 6, Path("params.yaml"), from_params=True)
+    assert str(caught.value) == (
+        f"{keras_model_file}: the model was trained on 8x8 frames, but params.yaml sets data.size = 6 "
+        "(retrain it with `dvc repro train`)"
+    )

@@ -18,16 +18,18 @@ def pipeline() -> dict:
 
 
 def project_imports(path: Path, seen: set[str] | None = None) -> set[str]:
-    """Every movingline module a file imports, directly or through other movingline modules."""
+    """Every project module (movingline or stages) a file imports, directly or through other project modules."""
     seen = set() if seen is None else seen
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module in ("movingline", "stages"):
+            names = [f"{node.module}.{alias.name}" for alias in node.names]  # from movingline import prediction
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module]
         for name in names:
-            if name.startswith("movingline.") and name not in seen:
+            if name.startswith(("movingline.", "stages.")) and name not in seen:
                 seen.add(name)
                 project_imports(ROOT / (name.replace(".", "/") + ".py"), seen)
     return seen

@@ -3,25 +3,25 @@
 import numpy as np
 import pytest
 
-from movingline.sequences import LEFT, RIGHT, Paths, columns, iter_frame_batches, render_frames, sample_paths
+from movingline.sequences import LABEL_NAMES, LEFT, RIGHT, Walks, columns, iter_frame_batches, render_frames, sample_walks
 
 
-def paths_for(seed: int, n: int, size: int) -> Paths:
-    return sample_paths(np.random.default_rng(seed), n, size)
+def walks_for(seed: int, n: int, size: int) -> Walks:
+    return sample_walks(np.random.default_rng(seed), n, size)
 
 
 @pytest.fixture(scope="module")
-def small() -> tuple[Paths, np.ndarray]:
-    paths = paths_for(0, 300, 7)
-    return paths, render_frames(paths)
+def small() -> tuple[Walks, np.ndarray]:
+    walks = walks_for(0, 300, 7)
+    return walks, render_frames(walks)
 
 
 def test_frames_have_the_model_input_layout(small):
-    paths, frames = small
+    walks, frames = small
     assert frames.shape == (300, 7, 7, 7, 1)
     assert frames.dtype == np.uint8
     assert set(np.unique(frames)) == {0, 1}
-    assert paths.labels.dtype == np.uint8 and set(np.unique(paths.labels)) == {LEFT, RIGHT}
+    assert walks.labels.dtype == np.uint8 and set(np.unique(walks.labels)) == {LEFT, RIGHT}
 
 
 def test_frame_t_holds_exactly_t_plus_one_pixels(small):
@@ -37,27 +37,27 @@ def test_frames_are_cumulative(small):
 
 
 def test_each_step_adds_the_pixel_of_its_column_in_the_path_row(small):
-    paths, frames = small
-    size = paths.size
+    walks, frames = small
+    size = walks.size
     new_pixels = np.diff(frames[..., 0].astype(np.int8), axis=1, prepend=0)
-    for i in range(len(paths)):
+    for i in range(len(walks)):
         for t in range(size):
-            column = t if paths.labels[i] == RIGHT else size - 1 - t
+            column = t if walks.labels[i] == RIGHT else size - 1 - t
             assert np.flatnonzero(new_pixels[i, t].any(axis=0)).tolist() == [column]
-            assert np.flatnonzero(new_pixels[i, t].any(axis=1)).tolist() == [paths.rows[i, t]]
+            assert np.flatnonzero(new_pixels[i, t].any(axis=1)).tolist() == [walks.rows[i, t]]
 
 
 def test_frame_zero_starts_at_the_edge_the_line_moves_away_from(small):
-    paths, frames = small
+    walks, frames = small
     first_columns = np.argmax(frames[:, 0, :, :, 0].any(axis=1), axis=1)
-    assert (first_columns[paths.labels == RIGHT] == 0).all()
-    assert (first_columns[paths.labels == LEFT] == paths.size - 1).all()
+    assert (first_columns[walks.labels == RIGHT] == 0).all()
+    assert (first_columns[walks.labels == LEFT] == walks.size - 1).all()
 
 
 def test_rows_stay_inside_and_move_at_most_one_per_step(small):
-    paths, _ = small
-    rows = paths.rows.astype(int)
-    assert rows.min() >= 0 and rows.max() <= paths.size - 1
+    walks, _ = small
+    rows = walks.rows.astype(int)
+    assert rows.min() >= 0 and rows.max() <= walks.size - 1
     assert np.abs(np.diff(rows, axis=1)).max() <= 1
 
 
@@ -66,23 +66,23 @@ def test_columns_follow_the_direction():
     assert columns(labels, 4).tolist() == [[0, 1, 2, 3], [3, 2, 1, 0]]
 
 
-def test_same_seed_same_paths_other_seed_other_paths():
-    a, b, c = paths_for(5, 50, 10), paths_for(5, 50, 10), paths_for(6, 50, 10)
+def test_same_seed_same_walks_other_seed_other_walks():
+    a, b, c = walks_for(5, 50, 10), walks_for(5, 50, 10), walks_for(6, 50, 10)
     assert np.array_equal(a.rows, b.rows) and np.array_equal(a.labels, b.labels)
     assert not np.array_equal(a.rows, c.rows)
 
 
 def test_batches_do_not_change_the_frames():
-    paths = paths_for(1, 23, 6)
-    batches = list(iter_frame_batches(paths, batch_size=5))
+    walks = walks_for(1, 23, 6)
+    batches = list(iter_frame_batches(walks, batch_size=5))
     assert [len(labels) for _, labels in batches] == [5, 5, 5, 5, 3]
-    assert np.array_equal(np.concatenate([frames for frames, _ in batches]), render_frames(paths))
-    assert np.array_equal(np.concatenate([labels for _, labels in batches]), paths.labels)
+    assert np.array_equal(np.concatenate([frames for frames, _ in batches]), render_frames(walks))
+    assert np.array_equal(np.concatenate([labels for _, labels in batches]), walks.labels)
 
 
 def test_size_below_two_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
-        sample_paths(np.random.default_rng(0), 3, 1)
+        sample_walks(np.random.default_rng(0), 3, 1)
 
 
 # Distributions, checked with a chi-square statistic against a threshold that a correct
@@ -95,8 +95,8 @@ def chi_square(counts: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def many() -> Paths:
-    return paths_for(2024, 40_000, 10)
+def many() -> Walks:
+    return walks_for(2024, 40_000, 10)
 
 
 def test_labels_are_balanced(many):
@@ -109,8 +109,8 @@ def test_start_row_is_uniform(many):
     assert chi_square(counts, np.full(many.size, len(many) / many.size)) < CHI2_LIMIT[9]
 
 
-def step_counts(paths: Paths, where: np.ndarray) -> np.ndarray:
-    rows = paths.rows.astype(int)
+def step_counts(walks: Walks, where: np.ndarray) -> np.ndarray:
+    rows = walks.rows.astype(int)
     steps = np.diff(rows, axis=1)[where[:, :-1]]
     return np.array([(steps == -1).sum(), (steps == 0).sum(), (steps == 1).sum()])
 
@@ -130,3 +130,8 @@ def test_edge_steps_are_half_and_half(many, edge, allowed):
     assert counts[forbidden].sum() == 0, "a step left the frame"
     kept = counts[allowed]
     assert chi_square(kept, np.full(2, kept.sum() / 2)) < CHI2_LIMIT[1]
+
+
+def test_label_names_are_left_for_0_and_right_for_1():
+    assert (LEFT, RIGHT) == (0, 1)
+    assert LABEL_NAMES == {0: "left", 1: "right"}
