@@ -180,6 +180,8 @@ def print_comparison(results: dict[str, Measurement]) -> None:
         f"training {training:.1f}x "
         f"(target >= {TRAINING_SPEEDUP_TARGET}x: {verdict(training, TRAINING_SPEEDUP_TARGET, at_least=True)})"
     )
+    share = results["generate_train (project)"].wall_s / results["train (project)"].wall_s
+    print(f"project: generate_train takes {share:.1%} of train's wall time")
     for step in ("generate", "train"):
         project = results["generate_train (project)" if step == "generate" else "train (project)"].peak_bytes
         baseline = results[f"{step} (baseline)"].peak_bytes

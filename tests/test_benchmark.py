@@ -18,5 +18,6 @@ def test_benchmark_prints_the_comparison_table(tmp_path):
     for row in ("generate_train (project)", "train (project)", "generate (baseline)", "train (baseline)"):
         assert row in result.stdout
     assert "speed, project / baseline: generation" in result.stdout
+    assert "project: generate_train takes " in result.stdout
     assert "peak memory, project / baseline" in result.stdout
     assert '"peak_bytes"' in report.read_text()

@@ -1,6 +1,5 @@
 """What every stage does around its work: one-line errors, exit statuses, shared arguments."""
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
