@@ -107,7 +107,7 @@ gpu_supported() {
     case "$system-$machine" in
         Linux-x86_64) ;;
         Darwin-*) die "--gpu: no CUDA on macOS; TensorFlow runs on the CPU there (plain 'bash run.sh setup')" ;;
-        *) die "--gpu: the CUDA libraries are installed on Linux x86_64 only, not on $system $machine (docs/install.md)" ;;
+        *) die "--gpu: the CUDA libraries are installed on Linux x86_64 only, not on $system $machine" ;;
     esac
 }
 
