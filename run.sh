@@ -106,8 +106,8 @@ gpu_supported() {
     machine=$(uname -m)
     case "$system-$machine" in
         Linux-x86_64) ;;
-        Darwin-*) die "--gpu: no CUDA on macOS; TensorFlow runs on the CPU there (plain 'bash run.sh setup')" ;;
-        *) die "--gpu: the CUDA libraries are installed on Linux x86_64 only, not on $system $machine" ;;
+        Darwin-*) die "--gpu: no CUDA on macOS; TensorFlow runs on the CPU there (plain setup)" ;;
+        *) die "--gpu: CUDA libraries are installed on Linux x86_64 only, not on $system $machine" ;;
     esac
 }
 

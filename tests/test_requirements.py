@@ -38,7 +38,8 @@ def pins(path: Path, environment: dict) -> dict[str, str]:
 def environments():
     for platform, markers in PLATFORMS.items():
         for python in PYTHONS:
-            interpreter = {"python_version": python, "python_full_version": python + ".0", "implementation_name": "cpython"}
+            interpreter = {"python_version": python, "python_full_version": f"{python}.0"}
+            interpreter["implementation_name"] = "cpython"
             yield pytest.param({**markers, **interpreter}, id=f"{platform}-{python}")
 
 

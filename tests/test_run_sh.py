@@ -83,8 +83,8 @@ def test_newest_python_that_runs_is_chosen(sandbox):
 @pytest.mark.parametrize(
     ("system", "machine", "message"),
     [
-        ("Darwin", "arm64", "run.sh: --gpu: no CUDA on macOS; TensorFlow runs on the CPU there (plain 'bash run.sh setup')"),
-        ("Linux", "aarch64", "run.sh: --gpu: the CUDA libraries are installed on Linux x86_64 only, not on Linux aarch64"),
+        ("Darwin", "arm64", "run.sh: --gpu: no CUDA on macOS; TensorFlow runs on the CPU there (plain setup)"),
+        ("Linux", "aarch64", "run.sh: --gpu: CUDA libraries are installed on Linux x86_64 only, not on Linux aarch64"),
     ],
 )
 def test_gpu_setup_outside_linux_x86_64_stops_before_installing(sandbox, system, machine, message):
