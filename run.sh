@@ -1,46 +1,125 @@
 #!/usr/bin/env bash
-# Sets up the project's environment (once, and again when requirements.lock changes)
+# Sets up the project's environment (once, and again when a lock file changes)
 # and runs one job in it:
 #
 #   bash run.sh repro       set up, then `dvc repro` (the whole pipeline at params.yaml)
-#   bash run.sh test        set up, then the test suite (pytest)
+#   bash run.sh test        set up with the development tools, then the test suite (pytest)
 #   bash run.sh bench [...] set up, then the speed and memory benchmark
 #   bash run.sh setup       set up only; then `source .venv/bin/activate` to work by hand
+#       --dev               also the development tools (requirements-dev.lock)
+#       --gpu               also NVIDIA's CUDA libraries (Linux x86_64; docs/install.md)
 #
-# Needs only Python 3.11 with pip and venv, and git.
+# Needs Python 3.11, 3.12 or 3.13 with pip and venv, and git, on Linux (x86_64, aarch64)
+# or macOS (arm64). It picks the newest of python3.13, python3.12, python3.11 that runs;
+# PYTHON=/path/to/python chooses another.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PYTHON=${PYTHON:-python3.11}
-command -v "$PYTHON" >/dev/null || PYTHON=python3
 VENV=.venv
-STAMP=$VENV/.requirements.lock.installed
+# Each lock file, once installed, is copied into the venv; a lock that differs from its
+# copy is installed again.
+RUNTIME_STAMP=$VENV/.requirements.lock.installed
+DEV_STAMP=$VENV/.requirements-dev.lock.installed
+GPU_STAMP=$VENV/.requirements-gpu.lock.installed
 
 # DVC would otherwise try to send usage analytics; the repo's .dvc/config also says so.
 export DVC_NO_ANALYTICS=1
 
-setup() {
-    if [ ! -x "$VENV/bin/python" ]; then
-        echo "run.sh: creating $VENV with $($PYTHON --version)" >&2
-        "$PYTHON" -m venv "$VENV"
+die() {
+    echo "run.sh: $*" >&2
+    exit 2
+}
+
+# Whether "$1" runs and is a supported Python (a pyenv shim for a missing version fails here).
+supported_python() {
+    "$1" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' >/dev/null 2>&1
+}
+
+pick_python() {
+    if [ -n "${PYTHON:-}" ]; then
+        supported_python "$PYTHON" ||
+            die "PYTHON=$PYTHON is not Python 3.11, 3.12 or 3.13 ($("$PYTHON" --version 2>&1 | head -n 1))"
+        return
     fi
-    if ! cmp -s requirements.lock "$STAMP"; then
-        echo "run.sh: installing the pinned packages of requirements.lock (a few minutes the first time)" >&2
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
-        cp requirements.lock "$STAMP"
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null && supported_python "$candidate"; then
+            PYTHON=$candidate
+            return
+        fi
+    done
+    local found="no python3 on PATH"
+    command -v python3 >/dev/null && found=$(python3 --version 2>&1 | head -n 1)
+    die "needs Python 3.11, 3.12 or 3.13 (with pip and venv); found $found"
+}
+
+setup() {
+    local dev=0 gpu=0 arg
+    for arg in "$@"; do
+        case "$arg" in
+            --dev) dev=1 ;;
+            --gpu) gpu=1 ;;
+            *) die "setup: unknown option $arg (options: --dev, --gpu)" ;;
+        esac
+    done
+    # A venv made by an unsupported Python, or from another lock, is rebuilt rather than
+    # patched: pip never removes a package that the new lock no longer lists.
+    if [ -x "$VENV/bin/python" ] && ! supported_python "$VENV/bin/python"; then
+        echo "run.sh: $VENV does not run a supported Python; rebuilding it" >&2
+        rm -rf "$VENV"
+    fi
+    if [ -e "$RUNTIME_STAMP" ] && ! cmp -s requirements.lock "$RUNTIME_STAMP"; then
+        echo "run.sh: requirements.lock changed; rebuilding $VENV" >&2
+        if [ -e "$GPU_STAMP" ]; then gpu=1; fi
+        if [ -e "$DEV_STAMP" ]; then dev=1; fi
+        rm -rf "$VENV"
+    fi
+    if [ "$gpu" = 1 ]; then gpu_supported; fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        pick_python
+        echo "run.sh: creating $VENV with $("$PYTHON" --version)" >&2
+        "$PYTHON" -m venv "$VENV" || die "could not create $VENV with $PYTHON (on Debian/Ubuntu: apt install python3-venv)"
+    fi
+    install_lock requirements.lock "$RUNTIME_STAMP"
+    if [ "$dev" = 1 ]; then install_lock requirements-dev.lock "$DEV_STAMP"; fi
+    if [ "$gpu" = 1 ] && ! cmp -s requirements-gpu.lock "$GPU_STAMP"; then
+        # The full tensorflow build replaces the CPU-only one: both install the same files.
+        "$VENV/bin/python" -m pip uninstall --quiet --yes tensorflow-cpu
+        install_lock requirements-gpu.lock "$GPU_STAMP"
     fi
     export PATH="$PWD/$VENV/bin:$PATH"
+}
+
+install_lock() {
+    local lock=$1 stamp=$2
+    if ! cmp -s "$lock" "$stamp"; then
+        echo "run.sh: installing the pinned packages of $lock (a few minutes the first time)" >&2
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$lock"
+        cp "$lock" "$stamp"
+    fi
+}
+
+# TensorFlow's `and-cuda` extra installs NVIDIA's CUDA libraries from wheels; the project
+# offers it on Linux x86_64 only. Elsewhere --gpu stops before installing anything.
+gpu_supported() {
+    local system machine
+    system=$(uname -s)
+    machine=$(uname -m)
+    case "$system-$machine" in
+        Linux-x86_64) ;;
+        Darwin-*) die "--gpu: no CUDA on macOS; TensorFlow runs on the CPU there (plain setup)" ;;
+        *) die "--gpu: CUDA libraries are installed on Linux x86_64 only, not on $system $machine" ;;
+    esac
 }
 
 job=${1:-}
 [ $# -gt 0 ] && shift
 case "$job" in
-    setup) setup ;;
+    setup) setup "$@" ;;
     repro) setup; dvc repro "$@" ;;
-    test) setup; python -m pytest "$@" ;;
+    test) setup --dev; python -m pytest "$@" ;;
     bench) setup; python -m bench.benchmark "$@" ;;
     *)
-        sed -n '2,10p' "$0" >&2
+        sed -n '2,14p' "$0" >&2
         exit 2
         ;;
 esac
