@@ -14,6 +14,6 @@ dvc plots show --out "$work/page" "^Training" "^ROC" "^Confusion" >/dev/null
 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --no-first-run --user-data-dir="$work/profile" \
     --host-resolver-rules="MAP * ~NOTFOUND" --proxy-server=127.0.0.1:9 \
-    --hide-scrollbars --window-size=1480,500 --virtual-time-budget=15000 \
+    --hide-scrollbars --window-size=1560,545 --virtual-time-budget=15000 \
     --screenshot="$PWD/docs/report.png" "file://$work/page/index.html" 2>/dev/null
 echo "wrote docs/report.png ($(stat -c %s docs/report.png) bytes)"
