@@ -32,7 +32,8 @@ def chart_titles() -> set[str]:
     return {next(iter(plot)) for plot in plots if isinstance(plot, dict)}
 
 
-@pytest.fixture(scope="module")
+# Session-scoped so that pytest looks for it before it builds the (session-scoped) repo.
+@pytest.fixture(scope="session")
 def chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         if path := shutil.which(name):
