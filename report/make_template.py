@@ -75,7 +75,8 @@ def packages(modules: Path) -> list[dict]:
         relative = manifest.parent.relative_to(modules).parts
         # A package is node_modules/NAME or node_modules/@SCOPE/NAME (possibly nested);
         # other package.json files (build/, modules/) only mark a folder's module type.
-        if len(relative) > 1 and not (len(relative) == 2 and relative[0].startswith("@")) and "node_modules" not in relative:
+        scoped = len(relative) == 2 and relative[0].startswith("@")
+        if len(relative) > 1 and not scoped and "node_modules" not in relative:
             continue
         meta = json.loads(manifest.read_text(encoding="utf-8"))
         if "name" not in meta or "version" not in meta:
@@ -88,11 +89,11 @@ def packages(modules: Path) -> list[dict]:
                       "repository": repository, "text": "\n\n".join(texts)})
     # Packages of a monorepo (vega/vega) that ship no licence file are under that repository's
     # licence, which their siblings ship.
-    by_repository = {package["repository"]: package["text"] for package in found if package["text"] and package["repository"]}
+    by_repository = {p["repository"]: p["text"] for p in found if p["text"] and p["repository"]}
     for package in found:
         if not package["text"] and package["repository"] in by_repository:
             package["text"] = by_repository[package["repository"]]
-            package["note"] = f"no licence file in its npm package; the licence of its repository ({package['repository']})"
+            package["note"] = f"no licence file in its npm package; the licence of {package['repository']}"
     return sorted(found, key=lambda package: (package["name"], package["version"]))
 
 
@@ -135,7 +136,8 @@ def main() -> None:
         sys.exit(f"error: {PAGE}: the page must hold DVC's plot_divs marker exactly once")
     LICENSES.write_text(licences, encoding="utf-8")
     TEMPLATE.write_text(page, encoding="utf-8")
-    print(f"wrote {TEMPLATE.relative_to(HERE.parent)} ({TEMPLATE.stat().st_size:,} bytes) and {LICENSES.relative_to(HERE.parent)}")
+    size = TEMPLATE.stat().st_size
+    print(f"wrote {TEMPLATE.relative_to(HERE.parent)} ({size:,} bytes) and {LICENSES.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":

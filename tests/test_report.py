@@ -128,7 +128,8 @@ def charts(dom: Element) -> dict[str, Element]:
 
 def drawn_items(svg: Element, mark: str) -> list[Element]:
     """The items vega drew for marks of one type (line, rect, ...): children of its mark groups."""
-    return [item for group in svg.find_all("g", f"mark-{mark}") if "role-mark" in group.classes for item in group.children]
+    groups = [group for group in svg.find_all("g", f"mark-{mark}") if "role-mark" in group.classes]
+    return [item for group in groups for item in group.children]
 
 
 def lines_with_points(svg: Element, at_least: int) -> list[Element]:
