@@ -1,0 +1,106 @@
+"""The learning-curve experiment: its grid and summaries, and `dvc exp run -S model.conv_layers=2`."""
+
+from pathlib import Path
+
+import pytest
+
+from experiments.learning_curve import (
+    BEGIN_MARK,
+    BUDGETS,
+    END_MARK,
+    MODELS,
+    SEEDS,
+    Result,
+    Run,
+    grid,
+    markdown,
+    set_params,
+    smallest_budgets,
+    summarise,
+    training_seconds,
+    update_doc,
+)
+from movingline.errors import InputError
+from tests.conftest import copy_repo, dvc
+
+
+def result(model: str, budget: int, seed: int, accuracy: float, seconds: float | None = 1.0) -> Result:
+    return Result(Run(model, budget, seed, "lc"), accuracy, 1 - accuracy, seconds, "train stage", 100, "40 sequences")
+
+
+def test_the_grid_covers_the_issues_budgets_seeds_and_models():
+    runs = grid(MODELS, BUDGETS, SEEDS, "lc")
+    assert {250, 500, 1000, 2000, 5000} <= set(BUDGETS) and len(SEEDS) >= 3 and len(MODELS) >= 3
+    assert MODELS["reference"] == {}
+    assert len(runs) == len({run.name for run in runs}) == len(MODELS) * len(BUDGETS) * len(SEEDS)
+    # Budget by budget, so that a budget's training set is generated once and then reused.
+    assert [run.budget for run in runs] == sorted(run.budget for run in runs)
+    assert set_params(Run("deep2", 500, 4, "lc"), MODELS, {"data.size": 8}) == {
+        "data.size": 8,
+        "model.conv_layers": 2,
+        "generate_train.n_samples": 500,
+        "train.seed": 4,
+    }
+
+
+def test_training_seconds_prefers_the_train_stages_line():
+    log = "Running stage 'train':\n157/157 - 15s - 95ms/step - accuracy: 0.9\ntrained 157 steps in 14.27 s (350 sequences/s)\n"
+    assert training_seconds(log) == (14.27, "train stage")
+    assert training_seconds("157/157 - 15s - 95ms/step - loss: 0.1\n 2/2 - 1s - 9ms/step - loss: 0.2") == (
+        16.0,
+        "keras epoch lines (whole s)",
+    )
+    assert training_seconds("Stage 'train' is cached - skipping run")[0] is None
+
+
+def test_summaries_take_mean_and_worst_and_the_answer_needs_every_seed():
+    results = [
+        result("reference", 250, 3, 0.98),
+        result("reference", 250, 4, 1.0),
+        result("reference", 500, 3, 0.99, 2.0),
+        result("reference", 500, 4, 1.0, 4.0),
+        result("deep2", 250, 3, 0.5),
+        result("deep2", 250, 4, 0.6),
+        result("deep2", 500, 3, 0.7),
+        result("deep2", 500, 4, 0.8),
+    ]
+    summaries = summarise(results)
+    assert [(s.model, s.budget) for s in summaries] == [("reference", 250), ("reference", 500), ("deep2", 250), ("deep2", 500)]
+    first = summaries[0]
+    assert first.accuracy_mean == pytest.approx(0.99) and first.accuracy_worst == 0.98
+    assert first.loss_worst == pytest.approx(0.02)
+    answer = smallest_budgets(summaries)
+    # 250 has a mean of 99% but one seed at 98%: not enough.
+    assert answer["reference"].budget == 500 and (answer["reference"].seconds_mean, answer["reference"].seconds_worst) == (3.0, 4.0)
+    assert answer["deep2"] is None
+    text = markdown(results, {"reference": {}, "deep2": {"model.conv_layers": 2}}, {}, 60.0, "curve.png")
+    assert "| reference | 500 | 0.9950 | 0.9900 |" in text
+    assert "- reference: 500 training sequences, 3.0 s of training (worst seed 4.0 s)" in text
+    assert "- deep2: not reached up to 500 sequences." in text
+    assert "`dvc exp run -S generate_train.n_samples=500` (reference)" in text
+
+
+def test_the_results_section_is_replaced_between_the_markers_only(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# Title\n\nMethod.\n\n{BEGIN_MARK}\nold results\n{END_MARK}\n\nAfter.\n", encoding="utf-8")
+    update_doc(doc, "new table\n")
+    assert doc.read_text(encoding="utf-8") == f"# Title\n\nMethod.\n\n{BEGIN_MARK}\nnew table\n{END_MARK}\n\nAfter.\n"
+    (tmp_path / "plain.md").write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(InputError, match="plain.md: no results markers"):
+        update_doc(tmp_path / "plain.md", "x")
+
+
+def test_the_docs_page_has_the_results_markers():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "learning-curve.md").read_text(encoding="utf-8")
+    assert text.index(BEGIN_MARK) < text.index(END_MARK)
+
+
+@pytest.mark.slow
+def test_exp_run_with_two_cnn_blocks_saves_a_model_with_two_convolutions(reproduced_repo, tmp_path):
+    import keras
+
+    workspace = copy_repo(reproduced_repo, tmp_path / "repo")
+    dvc(workspace, "exp", "run", "--name", "deep2", "-S", "model.conv_layers=2")
+    model = keras.models.load_model(workspace / "models" / "model.keras")
+    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)] == ["conv", "conv_2"]
+    assert "deep2" in dvc(workspace, "exp", "show", "--csv").stdout
