@@ -204,6 +204,19 @@ def queue(run: Run, params: dict[str, object]) -> None:
     dvc("exp", "run", "--queue", "--name", run.name, *settings)
 
 
+def start_queue(jobs: int) -> None:
+    # The workers `dvc queue start` leaves running inherit its stdout and stderr: read
+    # through pipes, the call would only return once they exit, when the queue is done.
+    status = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "queue", "start", "--jobs", str(jobs)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ).returncode
+    if status != 0:
+        raise InputError(f"`dvc queue start --jobs {jobs}` failed (exit {status}); try it by hand to see why")
+
+
 def wait_for(runs: list[Run], baseline: str, poll_seconds: float) -> dict[str, dict]:
     """Polls `dvc exp show` until none of ``runs`` is queued or running."""
     names = {run.name for run in runs}
@@ -444,7 +457,7 @@ def main() -> None:
         queue(run, set_params(run, MODELS, base))
         log.info("queued %s (%d/%d)", run.name, index, len(to_queue))
     if to_queue:
-        dvc("queue", "start", "--jobs", str(args.jobs))
+        start_queue(args.jobs)
         log.info("started %d queue worker(s); follow one run with `dvc queue logs -f NAME`", args.jobs)
     found = wait_for(runs, baseline, args.poll)
     results = collect(runs, found)
