@@ -319,16 +319,26 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+CSV_COLUMNS = [
+    "experiment", "model", "train_sequences", "train_seed", "parameters",
+    "accuracy", "loss", "train_seconds", "time_source",
+]
+
+
 def write_csv(results: list[Result], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["experiment", "model", "train_sequences", "train_seed", "parameters", "accuracy", "loss", "train_seconds", "time_source"])
+        writer.writerow(CSV_COLUMNS)
         for r in results:
             seconds = "" if r.train_seconds is None else f"{r.train_seconds:.2f}"
-            writer.writerow([r.run.name, r.run.model, r.run.budget, r.run.seed, r.parameters, f"{r.accuracy:.4f}", f"{r.loss:.6f}", seconds, r.time_source])
+            row = [r.run.name, r.run.model, r.run.budget, r.run.seed, r.parameters]
+            writer.writerow([*row, f"{r.accuracy:.4f}", f"{r.loss:.6f}", seconds, r.time_source])
 
 
-def markdown(results: list[Result], models: dict[str, dict], base: dict[str, object], wall_seconds: float, png_name: str) -> str:
+def markdown(
+    results: list[Result], models: dict[str, dict], base: dict[str, object], wall_seconds: float, png_name: str
+) -> str:
+    """The results section: models, the table by model and budget, the picture, the answer, compute."""
     summaries = summarise(results)
     seeds = sorted({result.run.seed for result in results})
     test_sets = sorted({result.test_set for result in results})
@@ -350,7 +360,8 @@ def markdown(results: list[Result], models: dict[str, dict], base: dict[str, obj
         "",
         "Test accuracy and loss over the seeds (worst = lowest accuracy, highest loss), and training time per run:",
         "",
-        "| model | training sequences | accuracy mean | accuracy worst | loss mean | loss worst | training s mean | training s worst |",
+        "| model | training sequences | accuracy mean | accuracy worst | loss mean | loss worst "
+        "| training s mean | training s worst |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for s in summaries:
@@ -358,7 +369,13 @@ def markdown(results: list[Result], models: dict[str, dict], base: dict[str, obj
             f"| {s.model} | {s.budget:,} | {s.accuracy_mean:.4f} | {s.accuracy_worst:.4f} | {s.loss_mean:.4f} | "
             f"{s.loss_worst:.4f} | {_seconds(s.seconds_mean)} | {_seconds(s.seconds_worst)} |"
         )
-    lines += ["", f"![Test accuracy against training sequences]({png_name})", "", f"**Smallest budget with at least {ACCURACY_GOAL:.0%} test accuracy on every seed:**", ""]
+    lines += [
+        "",
+        f"![Test accuracy against training sequences]({png_name})",
+        "",
+        f"**Smallest budget with at least {ACCURACY_GOAL:.0%} test accuracy on every seed:**",
+        "",
+    ]
     answer = smallest_budgets(summaries)
     for model, summary in answer.items():
         if summary is None:
@@ -372,7 +389,8 @@ def markdown(results: list[Result], models: dict[str, dict], base: dict[str, obj
     reached = [s for s in answer.values() if s is not None]
     if reached:
         best = min(reached, key=lambda s: (s.budget, s.seconds_mean if s.seconds_mean is not None else float("inf")))
-        settings = " ".join(f"-S {key}={value}" for key, value in {**base, **models[best.model], "generate_train.n_samples": best.budget}.items())
+        chosen = {**base, **models[best.model], "generate_train.n_samples": best.budget}
+        settings = " ".join(f"-S {key}={value}" for key, value in chosen.items())
         lines += ["", f"Fewest sequences: `dvc exp run {settings}` ({best.model})."]
     timed = [r.train_seconds for r in results if r.train_seconds is not None]
     sources = sorted({r.time_source for r in results})
@@ -397,7 +415,8 @@ def plot(results: list[Result], path: Path) -> None:
         color = f"C{index}"
         budgets = [s.budget for s in rows]
         axes.plot(budgets, [s.accuracy_mean for s in rows], "-o", color=color, label=f"{model} (mean)")
-        axes.plot(budgets, [s.accuracy_worst for s in rows], "--", color=color, alpha=0.7, label=f"{model} (worst seed)")
+        worst = [s.accuracy_worst for s in rows]
+        axes.plot(budgets, worst, "--", color=color, alpha=0.7, label=f"{model} (worst seed)")
     axes.axhline(ACCURACY_GOAL, color="grey", linewidth=0.8, linestyle=":")
     axes.set_xscale("log")
     axes.set_xticks(sorted({s.budget for s in summaries}), [f"{b:,}" for b in sorted({s.budget for s in summaries})])
@@ -427,11 +446,12 @@ def update_doc(doc: Path, section: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.learning_curve", description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1, help="queue workers (default: %(default)s; more runs at once, noisier times)")
-    parser.add_argument("--fresh", action="store_true", help="remove this grid's earlier experiments and run them all again")
-    parser.add_argument("--smoke", action="store_true", help="tiny sequences and budgets, to check the machinery (results go to a temp dir)")
-    parser.add_argument("--out-dir", type=Path, help="where to write the CSV and PNG (default: docs/, or a temp dir with --smoke)")
-    parser.add_argument("--doc", type=Path, help="Markdown file whose results section to rewrite (default: docs/learning-curve.md; none with --smoke)")
+    add = parser.add_argument
+    add("--jobs", type=int, default=1, help="queue workers (default: %(default)s; more at once, noisier times)")
+    add("--fresh", action="store_true", help="remove this grid's earlier experiments and run them all again")
+    add("--smoke", action="store_true", help="tiny sequences and budgets to check the machinery (results: a temp dir)")
+    add("--out-dir", type=Path, help="where to write the CSV and PNG (default: docs/, or a temp dir with --smoke)")
+    add("--doc", type=Path, help="Markdown file whose results section to rewrite (default: docs/learning-curve.md)")
     parser.add_argument("--poll", type=float, default=20.0, help="seconds between queue checks (default: %(default)s)")
     args = parser.parse_args()
     if args.jobs < 1:
@@ -466,7 +486,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(results, csv_path)
     plot(results, png_path)
-    section = markdown(results, MODELS, base, wall, png_path.name if doc is None else Path(os.path.relpath(png_path, doc.parent)).as_posix())
+    # The picture's link, relative to the Markdown file that shows it.
+    shown_from = out_dir if doc is None else doc.parent
+    section = markdown(results, MODELS, base, wall, Path(os.path.relpath(png_path, shown_from)).as_posix())
     if doc is not None:
         update_doc(doc, section)
         log.info("wrote the results section of %s", doc)

@@ -146,7 +146,11 @@ BAD_PARAMS = [
         tiny_params(model={"pool_size": 8}),
         ["model.pool_size: 8 is larger than the convolution output"],
     ),
-    ("conv_layers 0", tiny_params(model={"conv_layers": 0}), ["model.conv_layers: expected an integer of at least 1, found 0"]),
+    (
+        "conv_layers 0",
+        tiny_params(model={"conv_layers": 0}),
+        ["model.conv_layers: expected an integer of at least 1, found 0"],
+    ),
     (
         # At size 8 with 2x2 kernels and pooling: 8 -> 7 -> 3, then 3 -> 2 -> 1; a third block has nothing to pool.
         "more CNN blocks than the frame holds",
