@@ -425,7 +425,7 @@ def plot(results: list[Result], path: Path) -> None:
     axes.set_ylabel("test accuracy")
     axes.set_title("Test accuracy against training sequences")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=100, metadata={"Software": None})
     pyplot.close(figure)
