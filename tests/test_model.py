@@ -110,3 +110,17 @@ def test_a_two_block_model_saves_and_loads_with_keras_alone(tmp_path):
     assert [layer.name for layer in loaded.layers if isinstance(layer, keras.layers.Conv3D)] == ["conv", "conv_2"]
     frames = (np.random.default_rng(1).random((3, 8, 8, 8, 1)) < 0.3).astype(np.float32)
     assert np.array_equal(loaded.predict(frames, verbose=0), model.predict(frames, verbose=0))
+
+
+@pytest.mark.parametrize(
+    ("size", "params"),
+    [
+        (30, ModelParams(filters=3, kernel_size=3, pool_size=2, lstm_units=6, conv_layers=3)),
+        (50, ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=4)),
+        (17, ModelParams(filters=4, kernel_size=2, pool_size=3, lstm_units=5, conv_layers=2)),
+    ],
+)
+def test_parameter_count_and_feature_size_match_the_built_model(size, params):
+    model = build_model(size, params)
+    assert parameter_count(size, params) == model.count_params()
+    assert model.get_layer("flatten").output.shape[-1] == params.features(size)
