@@ -175,11 +175,24 @@ def check_workspace(outputs: list[Path]) -> str:
     return command(["git", "rev-parse", "HEAD"]).stdout.strip()
 
 
-def prepare_queue(runs: list[Run], existing: dict[str, dict], fresh: bool) -> list[Run]:
+def queued_elsewhere(queue_status: str, names: set[str]) -> list[str]:
+    """Tasks that `dvc queue status` lists as queued and that are not ``names`` (by name, else task id).
+
+    Its rows read "TASK  NAME  CREATED  STATUS"; any base commit's queued experiments are listed.
+    """
+    found = []
+    for line in queue_status.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[-1] == "Queued" and words[1] not in names:
+            found.append(words[1] if not words[1][:1].isdigit() else words[0])
+    return found
+
+
+def prepare_queue(runs: list[Run], existing: dict[str, dict], queue_status: str, fresh: bool) -> list[Run]:
     """The runs still to queue. Removes our own failed (or, with ``fresh``, all our) experiments;
     refuses if experiments not ours are queued."""
     names = {run.name for run in runs}
-    foreign = sorted(name for name, info in existing.items() if name not in names and info["state"] == "queued")
+    foreign = queued_elsewhere(queue_status, names)
     if foreign:
         raise InputError(
             f"dvc queue: {len(foreign)} experiment(s) not from this grid are queued ({', '.join(foreign[:3])}"
@@ -472,7 +485,7 @@ def main() -> None:
     started = time.monotonic()
     baseline = check_workspace([csv_path, png_path, *([doc] if doc else [])])
     runs = grid(MODELS, budgets, seeds, prefix)
-    to_queue = prepare_queue(runs, experiments(baseline), args.fresh)
+    to_queue = prepare_queue(runs, experiments(baseline), dvc("queue", "status").stdout, args.fresh)
     for index, run in enumerate(to_queue, 1):
         queue(run, set_params(run, MODELS, base))
         log.info("queued %s (%d/%d)", run.name, index, len(to_queue))

@@ -14,6 +14,7 @@ from experiments.learning_curve import (
     Run,
     grid,
     markdown,
+    queued_elsewhere,
     set_params,
     smallest_budgets,
     summarise,
@@ -83,6 +84,19 @@ def test_summaries_take_mean_and_worst_and_the_answer_needs_every_seed():
     assert "- reference: 500 training sequences, 3.0 s of training (worst seed 4.0 s)" in text
     assert "- deep2: not reached up to 500 sequences." in text
     assert "`dvc exp run -S generate_train.n_samples=500` (reference)" in text
+
+
+def test_experiments_queued_by_others_are_found_in_the_queue_status():
+    status = (
+        "Task     Name                         Created    Status\n"
+        "b6429b1  lc-reference-n250-s3         10:34 AM   Success\n"
+        "7ce3afb  lc-deep2-n250-s3             10:34 AM   Queued\n"
+        "345bc80  my-own-try                   10:35 AM   Queued\n"
+        "08c22a2  my-running-one               10:35 AM   Running\n"
+        "\nWorker status: 0 active, 0 idle\n"
+    )
+    assert queued_elsewhere(status, {"lc-reference-n250-s3", "lc-deep2-n250-s3"}) == ["my-own-try"]
+    assert queued_elsewhere("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n", set()) == []
 
 
 def test_the_results_section_is_replaced_between_the_markers_only(tmp_path):
