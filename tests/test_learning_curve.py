@@ -79,11 +79,16 @@ def test_summaries_take_mean_and_worst_and_the_answer_needs_every_seed():
     reference = answer["reference"]
     assert (reference.budget, reference.seconds_mean, reference.seconds_worst) == (500, 3.0, 4.0)
     assert answer["deep2"] is None
-    text = markdown(results, {"reference": {}, "deep2": {"model.conv_layers": 2}}, {}, 60.0, "curve.png")
+    text = markdown(results, {"reference": {}, "deep2": {"model.conv_layers": 2}}, {}, 60.0, "curve.png", 5000)
     assert "| reference | 500 | 0.9950 | 0.9900 |" in text
     assert "- reference: 500 training sequences, 3.0 s of training (worst seed 4.0 s)" in text
     assert "- deep2: not reached up to 500 sequences." in text
     assert "`dvc exp run -S generate_train.n_samples=500` (reference)" in text
+    assert "at most a quarter" not in text  # only the reference reached it
+    variant_wins = [*results, result("deep2", 1000, 3, 1.0), result("deep2", 1000, 4, 0.995)]
+    text = markdown(variant_wins, {"reference": {}, "deep2": {"model.conv_layers": 2}}, {}, 60.0, "c.png", 5000)
+    assert "- deep2 reaches 99% on every seed with 1,000 sequences, at most a quarter of the reference's 5,000." in text
+    assert "- deep2: 1,000 training sequences" in text
 
 
 def test_experiments_queued_by_others_are_found_in_the_queue_status():
