@@ -18,6 +18,7 @@ before it queues anything, since `dvc queue start` would run them too.
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import re
@@ -276,6 +277,27 @@ def collect(runs: list[Run], found: dict[str, dict]) -> list[Result]:
     return results
 
 
+def with_earlier_times(results: list[Result], earlier_csv: Path) -> list[Result]:
+    """Fills in the training time of runs whose train stage DVC restored from its run-cache
+    (same code, data and params as an earlier run, so no training and no time in the log)
+    from an earlier CSV of this script, where it has that run's time."""
+    if not earlier_csv.is_file():
+        return results
+    with open(earlier_csv, newline="", encoding="utf-8") as file:
+        earlier = {
+            (row["model"], int(row["train_sequences"]), int(row["train_seed"])): float(row["train_seconds"])
+            for row in csv.DictReader(file)
+            if row.get("train_seconds")
+        }
+    filled = []
+    for result in results:
+        key = (result.run.model, result.run.budget, result.run.seed)
+        if result.train_seconds is None and key in earlier:
+            result = dataclasses.replace(result, train_seconds=earlier[key], time_source=f"earlier run ({earlier_csv})")
+        filled.append(result)
+    return filled
+
+
 # --- results -------------------------------------------------------------------------------
 
 
@@ -512,7 +534,7 @@ def main() -> None:
         start_queue(args.jobs)
         log.info("started %d queue worker(s); follow one run with `dvc queue logs -f NAME`", args.jobs)
     found = wait_for(runs, baseline, args.poll)
-    results = collect(runs, found)
+    results = with_earlier_times(collect(runs, found), csv_path)
     wall = time.monotonic() - started
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ from experiments.learning_curve import (
     summarise,
     training_seconds,
     update_doc,
+    with_earlier_times,
+    write_csv,
 )
 from movingline.errors import InputError
 from tests.conftest import copy_repo, dvc
@@ -102,6 +104,14 @@ def test_experiments_queued_by_others_are_found_in_the_queue_status():
     )
     assert queued_elsewhere(status, {"lc-reference-n250-s3", "lc-deep2-n250-s3"}) == ["my-own-try"]
     assert queued_elsewhere("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n", set()) == []
+
+
+def test_a_run_restored_from_the_run_cache_takes_its_time_from_the_earlier_csv(tmp_path):
+    write_csv([result("reference", 250, 3, 0.9, 7.5), result("reference", 250, 4, 0.9, None)], tmp_path / "lc.csv")
+    restored = [result("reference", 250, 3, 0.9, None), result("reference", 250, 4, 0.9, None)]
+    filled = with_earlier_times(restored, tmp_path / "lc.csv")
+    assert [(r.train_seconds, r.time_source.startswith("earlier run")) for r in filled] == [(7.5, True), (None, False)]
+    assert with_earlier_times(restored, tmp_path / "none.csv") == restored
 
 
 def test_the_results_section_is_replaced_between_the_markers_only(tmp_path):
