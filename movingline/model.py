@@ -33,16 +33,22 @@ from movingline.params import ModelParams  # noqa: E402
 def build_model(size: int, params: ModelParams, *, time_distributed: bool = False) -> keras.Model:
     """The uncompiled CNN-LSTM for frames of ``size`` x ``size``; any number of timesteps."""
     frames = keras.Input(shape=(None, size, size, 1), name="frames")
+    x = frames
+    # model.conv_layers blocks; the first keeps the reference's layer names, later ones are
+    # numbered (conv_2, pool_2, ...).
+    for block in range(1, params.conv_layers + 1):
+        suffix = "" if block == 1 else f"_{block}"
+        if time_distributed:
+            conv = keras.layers.Conv2D(params.filters, params.kernel_size, activation="relu")
+            x = keras.layers.TimeDistributed(conv, name=f"conv{suffix}")(x)
+            x = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(params.pool_size), name=f"pool{suffix}")(x)
+        else:
+            kernel = (1, params.kernel_size, params.kernel_size)
+            x = keras.layers.Conv3D(params.filters, kernel, activation="relu", name=f"conv{suffix}")(x)
+            x = keras.layers.MaxPooling3D((1, params.pool_size, params.pool_size), name=f"pool{suffix}")(x)
     if time_distributed:
-        x = keras.layers.TimeDistributed(
-            keras.layers.Conv2D(params.filters, params.kernel_size, activation="relu"), name="conv"
-        )(frames)
-        x = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(params.pool_size), name="pool")(x)
         x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flatten")(x)
     else:
-        kernel = (1, params.kernel_size, params.kernel_size)
-        x = keras.layers.Conv3D(params.filters, kernel, activation="relu", name="conv")(frames)
-        x = keras.layers.MaxPooling3D((1, params.pool_size, params.pool_size), name="pool")(x)
         _, _, height, width, channels = x.shape
         x = keras.layers.Reshape((-1, height * width * channels), name="flatten")(x)
     x = keras.layers.LSTM(params.lstm_units, name="lstm")(x)

@@ -2,7 +2,9 @@
 
 Every stage loads and validates the whole file at start-up, so a typo in any section
 stops the run before work starts, with a message that names the file and the key.
-There are no defaults here: every value comes from params.yaml.
+Every value comes from params.yaml: a key missing there is an error. (The one dataclass
+default, model.conv_layers = 1, only lets code that builds the reference ModelParams
+directly leave it out.)
 """
 
 import dataclasses
@@ -48,6 +50,27 @@ class ModelParams:
     kernel_size: int = field(metadata=_COUNT)
     pool_size: int = field(metadata=_COUNT)
     lstm_units: int = field(metadata=_COUNT)
+    # Conv2D + MaxPooling2D blocks per frame. Last, with the reference's value as default,
+    # so that ModelParams(2, 2, 2, 50) still builds the reference.
+    conv_layers: int = field(default=1, metadata=_COUNT)
+
+    def block_sides(self, size: int) -> list[tuple[int, int]]:
+        """(convolution output side, pooled side) of each CNN block on a size x size frame.
+
+        Valid padding shrinks a side by kernel_size - 1, pooling divides it by pool_size
+        (rounded down). A side below 1 means the block does not fit; see _check_consistency.
+        """
+        sides = []
+        side = size
+        for _ in range(self.conv_layers):
+            conv_side = side - self.kernel_size + 1
+            side = conv_side // self.pool_size if conv_side >= self.pool_size else 0
+            sides.append((conv_side, side))
+        return sides
+
+    def features(self, size: int) -> int:
+        """Length of the vector the CNN gives the LSTM for each frame."""
+        return self.block_sides(size)[-1][1] ** 2 * self.filters
 
 
 @dataclass(frozen=True)
@@ -142,7 +165,7 @@ def _parse_section(path: Path, name: str, cls: type, raw: Any) -> Any:
 
 
 def _check_consistency(path: Path, params: Params) -> None:
-    """Checks that span keys: the CNN must fit in a frame, and the splits must differ."""
+    """Checks that span keys: every CNN block must fit in a frame, and the splits must differ."""
     size, model = params.data.size, params.model
     if model.kernel_size > size:
         raise InputError(
@@ -153,6 +176,17 @@ def _check_consistency(path: Path, params: Params) -> None:
         raise InputError(
             f"{path}: model.pool_size: {model.pool_size} is larger than the convolution output "
             f"({conv_side}x{conv_side} at data.size = {size}, model.kernel_size = {model.kernel_size})"
+        )
+    # The first block fits (checked above); each later one must fit what the previous left.
+    sides = model.block_sides(size)
+    fitting = next((index for index, (_, pooled) in enumerate(sides) if pooled < 1), len(sides))
+    if fitting < model.conv_layers:
+        left = sides[fitting - 1][1]
+        raise InputError(
+            f"{path}: model.conv_layers: {model.conv_layers} blocks do not fit in a {size}x{size} frame "
+            f"(data.size = {size}): after {fitting} the features are {left}x{left}, too small for another "
+            f"{model.kernel_size}x{model.kernel_size} convolution and {model.pool_size}x{model.pool_size} "
+            f"pooling; at most {fitting} fit"
         )
     seeds = {
         "generate_train.seed": params.generate_train.seed,

@@ -80,21 +80,21 @@ def require_prediction_fits(batch_size: int, size: int, blame: str) -> None:
 
 def parameter_count(size: int, model: ModelParams) -> int:
     """Weights of the CNN-LSTM that model.build_model builds (240,661 for the reference at size 50)."""
-    pooled_side = (size - model.kernel_size + 1) // model.pool_size
-    features = pooled_side * pooled_side * model.filters
-    conv = model.kernel_size * model.kernel_size * model.filters + model.filters
-    lstm = 4 * model.lstm_units * (features + model.lstm_units + 1)
+    first_conv = model.kernel_size * model.kernel_size * model.filters + model.filters
+    later_conv = model.kernel_size * model.kernel_size * model.filters * model.filters + model.filters
+    conv = first_conv + (model.conv_layers - 1) * later_conv
+    lstm = 4 * model.lstm_units * (model.features(size) + model.lstm_units + 1)
     return conv + lstm + model.lstm_units + 1
 
 
 def training_bytes(size: int, model: ModelParams, batch_size: int) -> int:
     """A rough peak for training, in bytes, all float32: the weights, their gradients and
-    Adam's two moments; a batch of frames with room for copies; the convolution's outputs
+    Adam's two moments; a batch of frames with room for copies; every convolution's outputs
     and their gradients."""
     weights = 4 * 4 * parameter_count(size, model)
-    conv_side = size - model.kernel_size + 1
     frames = 4 * 4 * batch_size * sequence_bytes(size)
-    activations = 4 * 3 * batch_size * size * conv_side * conv_side * model.filters
+    conv_outputs = sum(conv_side * conv_side for conv_side, _ in model.block_sides(size))
+    activations = 4 * 3 * batch_size * size * conv_outputs * model.filters
     return weights + frames + activations
 
 

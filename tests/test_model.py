@@ -14,6 +14,7 @@ from tests.badfiles import assert_one_line, write_zip_that_is_not_a_model
 from tests.conftest import TINY_PARAMS
 
 SIZE = TINY_PARAMS["data"]["size"]
+from movingline.resources import parameter_count
 
 REFERENCE = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50)
 
@@ -32,14 +33,22 @@ def test_any_number_of_timesteps_is_accepted():
         assert model.predict(np.zeros((2, timesteps, 6, 6, 1), np.float32), verbose=0).shape == (2, 1)
 
 
-@pytest.mark.parametrize("params", [REFERENCE, ModelParams(filters=3, kernel_size=3, pool_size=2, lstm_units=7)])
+@pytest.mark.parametrize(
+    "params",
+    [
+        REFERENCE,
+        ModelParams(filters=3, kernel_size=3, pool_size=2, lstm_units=7),
+        ModelParams(filters=3, kernel_size=2, pool_size=2, lstm_units=5, conv_layers=2),
+    ],
+)
 def test_folded_cnn_equals_time_distributed_cnn(params):
     folded = build_model(12, params)
     distributed = build_model(12, params, time_distributed=True)
     assert folded.count_params() == distributed.count_params()
     weights = folded.get_weights()
     # Conv3D's kernel has a leading depth axis of 1; Conv2D's is the same array without it.
-    distributed.set_weights([weights[0][0], *weights[1:]])
+    # (Only the Conv3D kernels are 5-D.)
+    distributed.set_weights([weight[0] if weight.ndim == 5 else weight for weight in weights])
     frames = (np.random.default_rng(0).random((4, 12, 12, 12, 1)) < 0.2).astype(np.float32)
     # Equal up to float32 rounding: the two forms may sum a 3x3 window in another order.
     np.testing.assert_allclose(
@@ -134,3 +143,67 @@ def test_load_checked_model_refuses_frames_of_another_size(keras_model_file):
         f"{keras_model_file}: the model was trained on 8x8 frames, but params.yaml sets data.size = 6 "
         "(retrain it with `dvc repro train`)"
     )
+# At size 50 with 2 filters, 2x2 kernels, 2x2 pooling and 50 LSTM units, by hand:
+# - block 1: Conv 50 -> 49, pool -> 24; weights 2*2*1*2 + 2 = 10.
+# - block 2: Conv 24 -> 23, pool -> 11; weights 2*2*2*2 + 2 = 18 (2 input channels now).
+# - LSTM on F features: 4 * 50 * (F + 50 + 1); Dense: 50 + 1 = 51.
+# Depth 1: F = 24*24*2 = 1,152; LSTM 200 * 1,203 = 240,600; total 10 + 240,600 + 51 = 240,661.
+# Depth 2: F = 11*11*2 = 242;   LSTM 200 * 293 = 58,600;     total 10 + 18 + 58,600 + 51 = 58,679.
+@pytest.mark.parametrize(
+    ("conv_layers", "per_layer", "total"),
+    [(1, [10, 0, 0, 240_600, 51], 240_661), (2, [10, 0, 18, 0, 0, 58_600, 51], 58_679)],
+)
+def test_parameter_count_by_depth(conv_layers, per_layer, total):
+    params = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=conv_layers)
+    model = build_model(50, params)
+    assert [layer.count_params() for layer in model.layers[1:]] == per_layer
+    assert model.count_params() == total
+    assert parameter_count(50, params) == total
+
+
+def test_two_blocks_give_two_convolutions_named_after_the_first():
+    import keras
+
+    model = build_model(50, ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=2))
+    assert [layer.name for layer in model.layers] == [
+        "frames", "conv", "pool", "conv_2", "pool_2", "flatten", "lstm", "right"
+    ]
+    assert sum(isinstance(layer, keras.layers.Conv3D) for layer in model.layers) == 2
+    assert model.get_layer("flatten").output.shape[-1] == 242
+
+
+def test_the_default_depth_builds_the_reference_byte_for_byte(tmp_path):
+    explicit = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=1)
+    assert explicit == REFERENCE
+    import keras
+
+    keras.utils.set_random_seed(0)
+    save_model(build_model(50, REFERENCE), tmp_path / "reference.keras")
+    keras.utils.set_random_seed(0)
+    save_model(build_model(50, explicit), tmp_path / "depth1.keras")
+    assert (tmp_path / "reference.keras").read_bytes() == (tmp_path / "depth1.keras").read_bytes()
+
+
+def test_a_two_block_model_saves_and_loads_with_keras_alone(tmp_path):
+    import keras
+
+    model = build_model(8, ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=4, conv_layers=2))
+    save_model(model, tmp_path / "deep.keras")
+    loaded = keras.models.load_model(tmp_path / "deep.keras")
+    assert [layer.name for layer in loaded.layers if isinstance(layer, keras.layers.Conv3D)] == ["conv", "conv_2"]
+    frames = (np.random.default_rng(1).random((3, 8, 8, 8, 1)) < 0.3).astype(np.float32)
+    assert np.array_equal(loaded.predict(frames, verbose=0), model.predict(frames, verbose=0))
+
+
+@pytest.mark.parametrize(
+    ("size", "params"),
+    [
+        (30, ModelParams(filters=3, kernel_size=3, pool_size=2, lstm_units=6, conv_layers=3)),
+        (50, ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=4)),
+        (17, ModelParams(filters=4, kernel_size=2, pool_size=3, lstm_units=5, conv_layers=2)),
+    ],
+)
+def test_parameter_count_and_feature_size_match_the_built_model(size, params):
+    model = build_model(size, params)
+    assert parameter_count(size, params) == model.count_params()
+    assert model.get_layer("flatten").output.shape[-1] == params.features(size)

@@ -147,6 +147,25 @@ BAD_PARAMS = [
         ["model.pool_size: 8 is larger than the convolution output"],
     ),
     (
+        "conv_layers 0",
+        tiny_params(model={"conv_layers": 0}),
+        ["model.conv_layers: expected an integer of at least 1, found 0"],
+    ),
+    (
+        # At size 8 with 2x2 kernels and pooling: 8 -> 7 -> 3, then 3 -> 2 -> 1; a third block has nothing to pool.
+        "more CNN blocks than the frame holds",
+        tiny_params(model={"conv_layers": 3}),
+        [
+            "model.conv_layers: 3 blocks do not fit in a 8x8 frame (data.size = 8): after 2 the features "
+            "are 1x1, too small for another 2x2 convolution and 2x2 pooling; at most 2 fit"
+        ],
+    ),
+    (
+        "missing conv_layers",
+        without("model", "conv_layers"),
+        ["model.conv_layers: missing key (expected an integer of at least 1)"],
+    ),
+    (
         "same seed for train and test",
         tiny_params(generate_test={"seed": 11}),
         ["generate_train.seed: 11 is also generate_test.seed", "give each its own seed"],
@@ -197,3 +216,11 @@ def test_the_largest_seed_and_size_are_accepted(tmp_path):
         write_params(tmp_path / "params.yaml", tiny_params(data={"size": 255}, train={"seed": MAX_SEED}))
     )
     assert (params.data.size, params.train.seed) == (255, MAX_SEED)
+
+
+def test_as_many_cnn_blocks_as_the_frame_holds_are_accepted(tmp_path):
+    # 8 -> 7 -> 3 -> 2 -> 1: two 2x2 blocks fit in an 8x8 frame (the third is refused above).
+    params = load_params(write_params(tmp_path / "params.yaml", tiny_params(model={"conv_layers": 2})))
+    assert params.model.conv_layers == 2
+    assert params.model.block_sides(8) == [(7, 3), (2, 1)]
+    assert params.model.features(8) == 1 * 1 * 2

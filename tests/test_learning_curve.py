@@ -1,0 +1,140 @@
+"""The learning-curve experiment: its grid and summaries, and `dvc exp run -S model.conv_layers=2`."""
+
+from pathlib import Path
+
+import pytest
+
+from experiments.learning_curve import (
+    BEGIN_MARK,
+    BUDGETS,
+    END_MARK,
+    MODELS,
+    SEEDS,
+    Result,
+    Run,
+    grid,
+    markdown,
+    queued_elsewhere,
+    set_params,
+    smallest_budgets,
+    summarise,
+    training_seconds,
+    update_doc,
+    with_earlier_times,
+    write_csv,
+)
+from movingline.errors import InputError
+from tests.conftest import copy_repo, dvc
+
+
+def result(model: str, budget: int, seed: int, accuracy: float, seconds: float | None = 1.0) -> Result:
+    return Result(Run(model, budget, seed, "lc"), accuracy, 1 - accuracy, seconds, "train stage", 100, "40 sequences")
+
+
+def test_the_grid_covers_the_issues_budgets_seeds_and_models():
+    runs = grid(MODELS, BUDGETS, SEEDS, "lc")
+    assert {250, 500, 1000, 2000, 5000} <= set(BUDGETS) and len(SEEDS) >= 3 and len(MODELS) >= 3
+    assert MODELS["reference"] == {}
+    assert len(runs) == len({run.name for run in runs}) == len(MODELS) * len(BUDGETS) * len(SEEDS)
+    # Budget by budget, so that a budget's training set is generated once and then reused.
+    assert [run.budget for run in runs] == sorted(run.budget for run in runs)
+    assert set_params(Run("deep2", 500, 4, "lc"), MODELS, {"data.size": 8}) == {
+        "data.size": 8,
+        "model.conv_layers": 2,
+        "generate_train.n_samples": 500,
+        "train.seed": 4,
+    }
+
+
+def test_training_seconds_prefers_the_train_stages_line():
+    log = (
+        "Running stage 'train':\n157/157 - 15s - 95ms/step - accuracy: 0.9\n"
+        "trained 157 steps in 14.27 s (350 sequences/s)\n"
+    )
+    assert training_seconds(log) == (14.27, "train stage")
+    assert training_seconds("157/157 - 15s - 95ms/step - loss: 0.1\n 2/2 - 1s - 9ms/step - loss: 0.2") == (
+        16.0,
+        "keras epoch lines (whole s)",
+    )
+    assert training_seconds("Stage 'train' is cached - skipping run")[0] is None
+
+
+def test_summaries_take_mean_and_worst_and_the_answer_needs_every_seed():
+    results = [
+        result("reference", 250, 3, 0.98),
+        result("reference", 250, 4, 1.0),
+        result("reference", 500, 3, 0.99, 2.0),
+        result("reference", 500, 4, 1.0, 4.0),
+        result("deep2", 250, 3, 0.5),
+        result("deep2", 250, 4, 0.6),
+        result("deep2", 500, 3, 0.7),
+        result("deep2", 500, 4, 0.8),
+    ]
+    summaries = summarise(results)
+    order = [(s.model, s.budget) for s in summaries]
+    assert order == [("reference", 250), ("reference", 500), ("deep2", 250), ("deep2", 500)]
+    first = summaries[0]
+    assert first.accuracy_mean == pytest.approx(0.99) and first.accuracy_worst == 0.98
+    assert first.loss_worst == pytest.approx(0.02)
+    answer = smallest_budgets(summaries)
+    # 250 has a mean of 99% but one seed at 98%: not enough.
+    reference = answer["reference"]
+    assert (reference.budget, reference.seconds_mean, reference.seconds_worst) == (500, 3.0, 4.0)
+    assert answer["deep2"] is None
+    text = markdown(results, {"reference": {}, "deep2": {"model.conv_layers": 2}}, {}, 60.0, "curve.png", 5000)
+    assert "| reference | 500 | 0.9950 | 0.9900 |" in text
+    assert "- reference: 500 training sequences, 3.0 s of training (worst seed 4.0 s)" in text
+    assert "- deep2: not reached up to 500 sequences." in text
+    assert "`dvc exp run -S generate_train.n_samples=500` (reference)" in text
+    assert "at most a quarter" not in text  # only the reference reached it
+    variant_wins = [*results, result("deep2", 1000, 3, 1.0), result("deep2", 1000, 4, 0.995)]
+    text = markdown(variant_wins, {"reference": {}, "deep2": {"model.conv_layers": 2}}, {}, 60.0, "c.png", 5000)
+    assert "- deep2 reaches 99% on every seed with 1,000 sequences, at most a quarter of the reference's 5,000." in text
+    assert "- deep2: 1,000 training sequences" in text
+
+
+def test_experiments_queued_by_others_are_found_in_the_queue_status():
+    status = (
+        "Task     Name                         Created    Status\n"
+        "b6429b1  lc-reference-n250-s3         10:34 AM   Success\n"
+        "7ce3afb  lc-deep2-n250-s3             10:34 AM   Queued\n"
+        "345bc80  my-own-try                   10:35 AM   Queued\n"
+        "08c22a2  my-running-one               10:35 AM   Running\n"
+        "\nWorker status: 0 active, 0 idle\n"
+    )
+    assert queued_elsewhere(status, {"lc-reference-n250-s3", "lc-deep2-n250-s3"}) == ["my-own-try"]
+    assert queued_elsewhere("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n", set()) == []
+
+
+def test_a_run_restored_from_the_run_cache_takes_its_time_from_the_earlier_csv(tmp_path):
+    write_csv([result("reference", 250, 3, 0.9, 7.5), result("reference", 250, 4, 0.9, None)], tmp_path / "lc.csv")
+    restored = [result("reference", 250, 3, 0.9, None), result("reference", 250, 4, 0.9, None)]
+    filled = with_earlier_times(restored, tmp_path / "lc.csv")
+    assert [(r.train_seconds, r.time_source.startswith("earlier run")) for r in filled] == [(7.5, True), (None, False)]
+    assert with_earlier_times(restored, tmp_path / "none.csv") == restored
+
+
+def test_the_results_section_is_replaced_between_the_markers_only(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# Title\n\nMethod.\n\n{BEGIN_MARK}\nold results\n{END_MARK}\n\nAfter.\n", encoding="utf-8")
+    update_doc(doc, "new table\n")
+    assert doc.read_text(encoding="utf-8") == f"# Title\n\nMethod.\n\n{BEGIN_MARK}\nnew table\n{END_MARK}\n\nAfter.\n"
+    (tmp_path / "plain.md").write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(InputError, match="plain.md: no results markers"):
+        update_doc(tmp_path / "plain.md", "x")
+
+
+def test_the_docs_page_has_the_results_markers():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "learning-curve.md").read_text(encoding="utf-8")
+    assert text.index(BEGIN_MARK) < text.index(END_MARK)
+
+
+@pytest.mark.slow
+def test_exp_run_with_two_cnn_blocks_saves_a_model_with_two_convolutions(reproduced_repo, tmp_path):
+    import keras
+
+    workspace = copy_repo(reproduced_repo, tmp_path / "repo")
+    dvc(workspace, "exp", "run", "--name", "deep2", "-S", "model.conv_layers=2")
+    model = keras.models.load_model(workspace / "models" / "model.keras")
+    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)] == ["conv", "conv_2"]
+    assert "deep2" in dvc(workspace, "exp", "show", "--csv").stdout
