@@ -33,16 +33,20 @@ from movingline.params import ModelParams  # noqa: E402
 
 def build_model(size: int, params: ModelParams, *, time_distributed: bool = False) -> keras.Model:
     """The uncompiled CNN-LSTM for frames of ``size`` x ``size``; any number of timesteps."""
-    frames = keras.Input(shape=(None, size, size, 1), name="frames")
+    # Frames come in as the uint8 they are stored as, and become float32 inside the model:
+    # a quarter of the bytes to feed, and about 20% faster training (bench/training.py).
+    # Rescaling by 1 is the built-in layer that casts, so load_model needs nothing of ours.
+    frames = keras.Input(shape=(None, size, size, 1), dtype="uint8", name="frames")
+    x = keras.layers.Rescaling(1.0, name="to_float")(frames)
     if time_distributed:
         x = keras.layers.TimeDistributed(
             keras.layers.Conv2D(params.filters, params.kernel_size, activation="relu"), name="conv"
-        )(frames)
+        )(x)
         x = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(params.pool_size), name="pool")(x)
         x = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flatten")(x)
     else:
         kernel = (1, params.kernel_size, params.kernel_size)
-        x = keras.layers.Conv3D(params.filters, kernel, activation="relu", name="conv")(frames)
+        x = keras.layers.Conv3D(params.filters, kernel, activation="relu", name="conv")(x)
         x = keras.layers.MaxPooling3D((1, params.pool_size, params.pool_size), name="pool")(x)
         _, _, height, width, channels = x.shape
         x = keras.layers.Reshape((-1, height * width * channels), name="flatten")(x)
@@ -71,7 +75,7 @@ def frame_size(model: keras.Model) -> int:
 
 
 class FrameBatches(keras.utils.PyDataset):
-    """Batches of float32 frames (and labels, if asked) read from a dataset file on demand.
+    """Batches of uint8 frames (and labels, if asked) read from a dataset file on demand.
 
     Two threads read the next batches while the model works on the current one, and at most
     QUEUED_BATCHES wait, so memory does not grow with the file. (With one worker Keras would
@@ -93,7 +97,7 @@ class FrameBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         start = index * self.batch_size
         stop = min(start + self.batch_size, len(self.reader))
-        frames = self.reader.read_frames(start, stop).astype(np.float32)
+        frames = self.reader.read_frames(start, stop)
         if not self.with_labels:
             return (frames,)
         return frames, self.reader.read_labels(start, stop).astype(np.float32)

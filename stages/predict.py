@@ -44,7 +44,7 @@ def predict(model, batches: Iterator[tuple[np.ndarray, np.ndarray | None]]):
 
     probabilities, expected, shown = [], [], []
     for frames, labels in batches:
-        probabilities.append(predict_probabilities(model, frames.astype(np.float32)))
+        probabilities.append(predict_probabilities(model, frames))
         expected.append(labels)
         if sum(len(s) for s in shown) < N_SHOWN:
             shown.append(drawing_times(frames[:N_SHOWN]))
