@@ -75,6 +75,7 @@ class TrainingRun:
     curve: list[StepResult]
     seconds: float
     sequences: int
+    step_ends: list[float]  # perf_counter() after each step, for steady-state speeds
 
     @property
     def sequences_per_second(self) -> float:
@@ -161,6 +162,7 @@ def train(
     train_step = make_train_step(model, optimizer, strategy, size)
     n_steps = len(global_batches(len(reader), params.batch_size))
     curve: list[StepResult] = []
+    step_ends: list[float] = []
     start = time.perf_counter()
     for epoch in range(1, params.epochs + 1):
         if progress:
@@ -178,13 +180,14 @@ def train(
                     "no model was written"
                 ) from None
             curve.append(StepResult(len(curve) + 1, epoch, float(loss), float(accuracy)))
+            step_ends.append(time.perf_counter())
             if bar is not None:
                 # Keras's display: the mean over the epoch so far, as fit shows it.
                 epoch_steps = [r for r in curve if r.epoch == epoch]
                 means = [np.mean([getattr(r, key) for r in epoch_steps]) for key in ("loss", "accuracy")]
                 bar.update(len(epoch_steps), list(zip(("loss", "accuracy"), means)))
     seconds = time.perf_counter() - start
-    return TrainingRun(model, curve, seconds, len(reader) * params.epochs)
+    return TrainingRun(model, curve, seconds, len(reader) * params.epochs, step_ends)
 
 
 def describe_devices(strategy: tf.distribute.Strategy) -> str:
