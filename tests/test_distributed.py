@@ -17,6 +17,9 @@ from movingline.cluster import Cluster, local_tf_configs, parse_tf_config
 from movingline.errors import InputError
 from tests.conftest import copy_project, run_stage, stage_env, tiny_params
 
+# The bytes depend on TensorFlow's thread count too (docs/scaling.md), so runs compared byte
+# for byte use the same one; --local-workers would otherwise pick a share of the cores.
+ONE_THREAD = {"MOVINGLINE_THREADS": "1"}
 TRAIN = [sys.executable, "-m", "stages.train", "--data", "data/train.h5", "--model", "models/model.keras", "--curve", "plots/training.csv"]
 
 
@@ -94,7 +97,7 @@ def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[tuple[
 @pytest.fixture(scope="module")
 def two_worker_run(data, tmp_path_factory) -> list[Path]:
     projects = worker_projects(data, tmp_path_factory.mktemp("two"), 2)
-    for status, stderr in finish(start_workers(projects)):
+    for status, stderr in finish(start_workers(projects, **ONE_THREAD)):
         assert status == 0, stderr
     return projects
 
@@ -128,10 +131,10 @@ def test_two_workers_match_one_process(two_worker_run, data, tmp_path):
 @pytest.mark.slow
 def test_same_two_worker_run_gives_the_same_bytes_also_with_local_workers(two_worker_run, data, tmp_path):
     again = worker_projects(data, tmp_path / "again", 2)
-    for status, stderr in finish(start_workers(again)):
+    for status, stderr in finish(start_workers(again, **ONE_THREAD)):
         assert status == 0, stderr
     (local,) = worker_projects(data, tmp_path / "local", 1)
-    run_stage("train", local, "--local-workers", "2")
+    subprocess.run([*TRAIN, "--local-workers", "2"], cwd=local, env=stage_env() | ONE_THREAD, check=True, capture_output=True)
     first = (two_worker_run[0] / "models/model.keras").read_bytes()
     assert (again[0] / "models/model.keras").read_bytes() == first
     assert (local / "models/model.keras").read_bytes() == first
