@@ -167,7 +167,8 @@ def train(
     for epoch in range(1, params.epochs + 1):
         if progress:
             print(f"Epoch {epoch}/{params.epochs}", flush=True)
-        bar = keras.utils.Progbar(n_steps, verbose=progress or 1) if progress else None
+        bar = keras.utils.Progbar(n_steps, verbose=progress) if progress else None
+        epoch_sums, epoch_steps = np.zeros(2), 0
         for frames, labels, global_size in _local_batches(reader, params.batch_size, replica, n_replicas):
             try:
                 loss, accuracy = train_step(frames, labels, np.int64(global_size))
@@ -183,15 +184,15 @@ def train(
             step_ends.append(time.perf_counter())
             if bar is not None:
                 # Keras's display: the mean over the epoch so far, as fit shows it.
-                epoch_steps = [r for r in curve if r.epoch == epoch]
-                means = [np.mean([getattr(r, key) for r in epoch_steps]) for key in ("loss", "accuracy")]
-                bar.update(len(epoch_steps), list(zip(("loss", "accuracy"), means)))
+                epoch_sums += (curve[-1].loss, curve[-1].accuracy)
+                epoch_steps += 1
+                bar.update(epoch_steps, list(zip(("loss", "accuracy"), epoch_sums / epoch_steps)))
     seconds = time.perf_counter() - start
     return TrainingRun(model, curve, seconds, len(reader) * params.epochs, step_ends)
 
 
 def describe_devices(strategy: tf.distribute.Strategy) -> str:
-    """E.g. '1 worker, devices: /CPU:0', for the log line that says where training runs."""
+    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0', for the log line that says where training runs."""
     n_workers = getattr(strategy.extended, "_num_workers", 1)
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     devices = ", ".join(gpus) if gpus else "/CPU:0"

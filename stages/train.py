@@ -42,7 +42,7 @@ def main() -> None:
         from movingline.training import describe_devices, train, write_curve
 
         strategy = make_strategy(cluster)
-        log.info("train: training on %s", describe_devices(strategy))
+        print(f"train: training on {describe_devices(strategy)}", flush=True)
         with reader.read_errors_unwrapped():
             run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
                         progress=(1 if sys.stdout.isatty() else 2) if cluster is None or cluster.is_chief else 0)

@@ -149,9 +149,9 @@ def test_a_killed_worker_ends_the_other_within_60_s_without_a_model(data, tmp_pa
     chief, worker = worker_projects(source, tmp_path, 2, params)
     workers = start_workers([chief, worker])
     deadline = time.monotonic() + 240
-    # The chief logs its first step's start; training is under way once both have joined.
+    # The chief prints where it trains once both workers have joined, just before the first step.
     while time.monotonic() < deadline and workers[0].poll() is None:
-        line = workers[0].stderr.readline()
+        line = workers[0].stdout.readline()
         if "training on" in line:
             break
     time.sleep(3)

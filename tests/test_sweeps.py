@@ -20,17 +20,18 @@ def test_queue_runs_two_experiments_at_once(reproduced_repo: Path, tmp_path: Pat
     # Each job's stages keep to one thread per TensorFlow pool (docs/scaling.md).
     env = stage_env() | {"MOVINGLINE_THREADS": "1"}
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start", "--jobs", "2"], cwd=workspace, env=env, check=True, capture_output=True)
-    most_running, deadline = 0, time.monotonic() + 900
+    most_running, deadline, seen = 0, time.monotonic() + 900, []
     try:
         while time.monotonic() < deadline:
             status = dvc(workspace, "queue", "status").stdout
+            seen.append(status)
             most_running = max(most_running, len(re.findall(r"\bRunning\b", status)))
             if not re.search(r"\b(Queued|Running)\b", status):
                 break
             time.sleep(1)
     finally:
         dvc(workspace, "queue", "stop", check=False)
-    assert most_running == 2, status
+    assert most_running == 2, "\n".join(seen)
     assert len(re.findall(r"\bSuccess\b", status)) == 2, status
     shown = dvc(workspace, "exp", "show", "--csv").stdout
     # Two finished experiments with their own accuracy, besides the workspace and main rows.
