@@ -1,7 +1,8 @@
 """What every stage does around its work: logging, signals, and one-line errors.
 
-Exit status 2 means bad input (as argparse uses), 1 an unexpected failure, 130 an
-interruption by Ctrl-C (SIGINT) and 143 by SIGTERM. Set MOVINGLINE_DEBUG=1 to see the
+Exit status 2 means bad input (as argparse uses), 1 an unexpected failure, 3 a training
+worker lost or missing (movingline/cluster.py), 130 an interruption by Ctrl-C (SIGINT)
+and 143 by SIGTERM. Set MOVINGLINE_DEBUG=1 to see the
 full traceback.
 """
 
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from movingline.errors import InputError
+from movingline.errors import ClusterError, InputError
 
 DEBUG_VARIABLE = "MOVINGLINE_DEBUG"
 # Longest message shown for an unexpected failure; the traceback has the rest.
@@ -75,12 +76,21 @@ def run_stage(main: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
     debug = debugging()
     try:
+        limit_threads()
         main()
     except InputError as error:
         if debug:
             raise
         print(f"error: {one_line(str(error), limit=2000)}", file=sys.stderr)
         sys.exit(2)
+    except ClusterError as error:
+        if debug:
+            raise
+        print(f"error: {one_line(str(error), limit=2000)}", file=sys.stderr)
+        # Exit now: TensorFlow's shutdown would wait for the lost peer.
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(3)
     except (KeyboardInterrupt, Terminated) as interruption:
         signum = signal.SIGINT if isinstance(interruption, KeyboardInterrupt) else interruption.args[0]
         print(f"error: interrupted by {signal.Signals(signum).name}; no partial output was left", file=sys.stderr)
@@ -95,6 +105,25 @@ def run_stage(main: Callable[[], None]) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+THREADS_VARIABLE = "MOVINGLINE_THREADS"
+
+
+def limit_threads() -> None:
+    """Caps TensorFlow's thread pools at MOVINGLINE_THREADS each, when it is set.
+
+    For running several stages at once (`dvc queue start --jobs N`, local workers): each
+    then keeps to its share of the cores instead of all of them contending for every core.
+    TensorFlow reads these variables when it starts, so this runs before it is imported.
+    """
+    text = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not text:
+        return
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"{THREADS_VARIABLE}: expected a whole number of threads of at least 1, found {text!r}")
+    os.environ["TF_NUM_INTRAOP_THREADS"] = text
+    os.environ["TF_NUM_INTEROP_THREADS"] = text
 
 
 @contextlib.contextmanager

@@ -160,6 +160,15 @@ class DatasetReader:
             raise
 
 
+def require_size(reader: DatasetReader, size: int, params_path: Path) -> None:
+    """Raises InputError if the file holds frames of another size than params' data.size."""
+    if reader.info.size != size:
+        raise InputError(
+            f"{reader.path}: holds {reader.info.size}x{reader.info.size} frames, but {params_path} sets "
+            f"data.size = {size} (regenerate it with `dvc repro generate_train`)"
+        )
+
+
 def _hdf5_reason(error: Exception) -> str:
     """HDF5's innermost reason, e.g. 'filter returned failure during read', without its preamble."""
     reasons = re.findall(r"\(([^()]+)\)", str(error))

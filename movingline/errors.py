@@ -6,3 +6,7 @@ class InputError(Exception):
 
     Stages report it as one line on stderr and exit with status 2.
     """
+
+
+class ClusterError(Exception):
+    """A training worker was lost, or never joined. Stages report it as one line and exit with status 3."""

@@ -32,8 +32,11 @@ from movingline.params import ModelParams  # noqa: E402
 
 def build_model(size: int, params: ModelParams, *, time_distributed: bool = False) -> keras.Model:
     """The uncompiled CNN-LSTM for frames of ``size`` x ``size``; any number of timesteps."""
-    frames = keras.Input(shape=(None, size, size, 1), name="frames")
-    x = frames
+    # Frames come in as the uint8 they are stored as, and become float32 inside the model:
+    # a quarter of the bytes to feed, and about 20% faster training (bench/training.py).
+    # Rescaling by 1 is the built-in layer that casts, so load_model needs nothing of ours.
+    frames = keras.Input(shape=(None, size, size, 1), dtype="uint8", name="frames")
+    x = keras.layers.Rescaling(1.0, name="to_float")(frames)
     # model.conv_layers blocks; the first keeps the reference's layer names, later ones are
     # numbered (conv_2, pool_2, ...).
     for block in range(1, params.conv_layers + 1):
@@ -76,7 +79,7 @@ def frame_size(model: keras.Model) -> int:
 
 
 class FrameBatches(keras.utils.PyDataset):
-    """Batches of float32 frames (and labels, if asked) read from a dataset file on demand.
+    """Batches of uint8 frames (and labels, if asked) read from a dataset file on demand.
 
     Two threads read the next batches while the model works on the current one, and at most
     QUEUED_BATCHES wait, so memory does not grow with the file. (With one worker Keras would
@@ -98,7 +101,7 @@ class FrameBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         start = index * self.batch_size
         stop = min(start + self.batch_size, len(self.reader))
-        frames = self.reader.read_frames(start, stop).astype(np.float32)
+        frames = self.reader.read_frames(start, stop)
         if not self.with_labels:
             return (frames,)
         return frames, self.reader.read_labels(start, stop).astype(np.float32)
@@ -106,7 +109,7 @@ class FrameBatches(keras.utils.PyDataset):
 
 def predict_probabilities(model: keras.Model, frames: np.ndarray) -> np.ndarray:
     """Probability of "right" for each sequence of one batch of uint8 frames, shape (n,), float64."""
-    return np.asarray(model.predict_on_batch(frames.astype(np.float32))).reshape(-1).astype(np.float64)
+    return np.asarray(model.predict_on_batch(frames)).reshape(-1).astype(np.float64)
 
 
 # Zip entry times are set to this fixed date (the earliest a zip file can hold).

@@ -22,8 +22,10 @@ REFERENCE = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50)
 def test_reference_model_has_240661_parameters():
     model = build_model(50, REFERENCE)
     assert model.count_params() == 240_661
-    assert [layer.count_params() for layer in model.layers[1:]] == [10, 0, 0, 240_600, 51]
+    assert [layer.count_params() for layer in model.layers[1:]] == [0, 10, 0, 0, 240_600, 51]
     assert model.input_shape == (None, None, 50, 50, 1)
+    # Frames go in as stored (uint8); the first layer makes them float32.
+    assert model.inputs[0].dtype == "uint8" and model.layers[1].compute_dtype == "float32"
     assert frame_size(model) == 50
 
 
