@@ -68,16 +68,20 @@ def parse_tf_config(text: str) -> Cluster:
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise InputError(f'{VARIABLE}: expected {{"cluster": {{...}}, "task": {{"type": ..., "index": ...}}}}, found {text!r}')
+        expected = '{"cluster": {...}, "task": {"type": ..., "index": ...}}'
+        raise InputError(f"{VARIABLE}: expected {expected}, found {text!r}")
     jobs = {job: cluster[job] for job in TRAINING_JOBS if job in cluster}
     for job, addresses in jobs.items():
-        if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and ":" in a for a in addresses):
+        addresses_ok = isinstance(addresses, list) and all(isinstance(a, str) and ":" in a for a in addresses)
+        if not addresses or not addresses_ok:
             raise InputError(f"{VARIABLE}: cluster.{job} must be a list of host:port addresses, found {addresses!r}")
     if not jobs:
         raise InputError(f"{VARIABLE}: the cluster names no 'worker' (or 'chief') job, found {sorted(cluster)}")
     task_type, index = task.get("type"), task.get("index", 0)
     if task_type not in jobs:
-        raise InputError(f"{VARIABLE}: task.type {task_type!r} is not a job of the cluster (expected one of {sorted(jobs)})")
+        raise InputError(
+            f"{VARIABLE}: task.type {task_type!r} is not a job of the cluster (expected one of {sorted(jobs)})"
+        )
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(jobs[task_type]):
         raise InputError(
             f"{VARIABLE}: task.index {index!r} is out of range: the {task_type} job has {len(jobs[task_type])} "
@@ -157,7 +161,8 @@ def make_strategy(cluster: Cluster | None):
                 )
             )
         except tf.errors.OpError as error:
-            raise ClusterError(f"{VARIABLE}: worker {cluster.rank} could not join the others: {error.message}") from None
+            problem = f"worker {cluster.rank} could not join the others: {error.message}"
+            raise ClusterError(f"{VARIABLE}: {problem}") from None
 
 
 # Run as a separate process: sleeps, then, if its parent is still waiting, says why and ends it.

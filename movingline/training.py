@@ -82,8 +82,10 @@ class TrainingRun:
         return self.sequences / self.seconds if self.seconds > 0 else float("nan")
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, size: int):
-    """A compiled step: (local frames uint8, local labels, global batch size) -> (loss, accuracy) of the global batch."""
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, size: int
+):
+    """The compiled step: (this replica's frames and labels, global batch size) -> global loss, accuracy."""
 
     def replica_step(frames: tf.Tensor, labels: tf.Tensor, global_size: tf.Tensor):
         with tf.GradientTape() as tape:
@@ -119,7 +121,8 @@ def _local_batches(reader: DatasetReader, batch_size: int, replica: int, n_repli
 
     def read(bounds: tuple[int, int]):
         start, stop = replica_rows(*bounds, replica, n_replicas)
-        return reader.read_frames(start, stop), reader.read_labels(start, stop).astype(np.float32), bounds[1] - bounds[0]
+        labels = reader.read_labels(start, stop).astype(np.float32)
+        return reader.read_frames(start, stop), labels, bounds[1] - bounds[0]
 
     batches = global_batches(len(reader), batch_size)
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -151,7 +154,8 @@ def train(
     if n_replicas != n_workers:
         # Each process feeds one replica; several GPUs in one host take one worker each.
         raise ValueError(
-            f"{n_replicas} replicas on {n_workers} worker(s): run one worker per GPU (set CUDA_VISIBLE_DEVICES per worker)"
+            f"{n_replicas} replicas on {n_workers} worker(s): run one worker per GPU "
+            "(set CUDA_VISIBLE_DEVICES per worker)"
         )
     make_deterministic(params.seed)
     size = reader.info.size
@@ -196,7 +200,8 @@ def describe_devices(strategy: tf.distribute.Strategy) -> str:
     n_workers = getattr(strategy.extended, "_num_workers", 1)
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     devices = ", ".join(gpus) if gpus else "/CPU:0"
-    return f"{n_workers} worker{'s' if n_workers != 1 else ''} ({strategy.num_replicas_in_sync} replicas in all), devices here: {devices}"
+    workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
+    return f"{workers} ({strategy.num_replicas_in_sync} replicas in all), devices here: {devices}"
 
 
 def write_curve(curve: list[StepResult], path: Path) -> None:

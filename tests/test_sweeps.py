@@ -19,7 +19,10 @@ def test_queue_runs_two_experiments_at_once(reproduced_repo: Path, tmp_path: Pat
     assert queued.stdout.count("Queued experiment") == 2
     # Each job's stages keep to one thread per TensorFlow pool (docs/scaling.md).
     env = stage_env() | {"MOVINGLINE_THREADS": "1"}
-    subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start", "--jobs", "2"], cwd=workspace, env=env, check=True, capture_output=True)
+    # Not through a pipe: the queue's workers keep this command's output open until they finish.
+    with open(tmp_path / "queue-start.log", "w") as log:
+        dvc_command = [str(Path(sys.executable).parent / "dvc"), "queue", "start", "--jobs", "2"]
+        subprocess.run(dvc_command, cwd=workspace, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
     most_running, deadline, seen = 0, time.monotonic() + 900, []
     try:
         while time.monotonic() < deadline:
@@ -34,5 +37,5 @@ def test_queue_runs_two_experiments_at_once(reproduced_repo: Path, tmp_path: Pat
     assert most_running == 2, "\n".join(seen)
     assert len(re.findall(r"\bSuccess\b", status)) == 2, status
     shown = dvc(workspace, "exp", "show", "--csv").stdout
-    # Two finished experiments with their own accuracy, besides the workspace and main rows.
-    assert len([line for line in shown.splitlines()[1:] if line and not line.startswith(("workspace", "main"))]) == 2, shown
+    # Two finished experiments, besides the workspace and main rows.
+    assert shown.count(",Success,") == 2, shown
