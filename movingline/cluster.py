@@ -251,5 +251,11 @@ def run_local_workers(n_workers: int, argv: list[str]) -> int:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
         for worker in workers:
-            worker.wait()
-    return status
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                # Blocked in TensorFlow's C++ (waiting for a peer), where SIGTERM is not handled.
+                worker.kill()
+                worker.wait()
+    # A worker ended by a signal reports it as the shell does: 128 + the signal's number.
+    return status if status >= 0 else 128 - status
