@@ -5,10 +5,7 @@ Pure functions on arrays; the evaluate stage writes what they return.
 
 import numpy as np
 
-from movingline.sequences import LABEL_NAMES, LEFT, RIGHT
-
-# A sequence is predicted "right" when its probability is at least this.
-THRESHOLD = 0.5
+from movingline.sequences import LABEL_NAMES, LEFT, RIGHT, THRESHOLD
 
 
 def predicted_labels(probabilities: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from movingline.batching import batch_bounds
 RIGHT, LEFT = 1, 0
 # The one spelling of the labels, e.g. in the confusion matrix; captions capitalise them.
 LABEL_NAMES = {LEFT: "left", RIGHT: "right"}
+# A sequence is predicted "right" when the model's probability is at least this.
+THRESHOLD = 0.5
 # Samples whose uniforms are drawn at once by sample_walks: 4,096 x 49 float64 is 1.6 MB.
 WALK_BLOCK_SAMPLES = 4096
 

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from movingline.batching import batch_bounds
 from movingline.dataset import DatasetReader
 from movingline.errors import ClusterError
 from movingline.model import build_model, keras, make_deterministic, tf
 from movingline.params import ModelParams, TrainParams
+from movingline.sequences import THRESHOLD
 
 log = logging.getLogger("train")
 
@@ -37,15 +39,6 @@ PEER_ERRORS = (
     tf.errors.AbortedError,
     tf.errors.InternalError,
 )
-
-# A sequence counts as "right" at this probability or above (as evaluate counts it).
-THRESHOLD = 0.5
-
-
-def global_batches(n_samples: int, batch_size: int) -> list[tuple[int, int]]:
-    """The rows [start, stop) of each global batch of an epoch; the last may be short."""
-    return [(start, min(start + batch_size, n_samples)) for start in range(0, n_samples, batch_size)]
-
 
 def replica_rows(start: int, stop: int, replica: int, n_replicas: int) -> tuple[int, int]:
     """The rows of the global batch [start, stop) that replica ``replica`` of ``n_replicas`` reads.
@@ -124,7 +117,7 @@ def _local_batches(reader: DatasetReader, batch_size: int, replica: int, n_repli
         labels = reader.read_labels(start, stop).astype(np.float32)
         return reader.read_frames(start, stop), labels, bounds[1] - bounds[0]
 
-    batches = global_batches(len(reader), batch_size)
+    batches = list(batch_bounds(len(reader), batch_size))
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(read, batches[0])
         for index in range(len(batches)):
@@ -164,7 +157,7 @@ def train(
         optimizer = keras.optimizers.Adam(learning_rate=params.learning_rate)
         optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer, strategy, size)
-    n_steps = len(global_batches(len(reader), params.batch_size))
+    n_steps = -(-len(reader) // params.batch_size)
     curve: list[StepResult] = []
     step_ends: list[float] = []
     start = time.perf_counter()

@@ -145,15 +145,18 @@ def test_load_checked_model_refuses_frames_of_another_size(keras_model_file):
         f"{keras_model_file}: the model was trained on 8x8 frames, but params.yaml sets data.size = 6 "
         "(retrain it with `dvc repro train`)"
     )
+
+
 # At size 50 with 2 filters, 2x2 kernels, 2x2 pooling and 50 LSTM units, by hand:
 # - block 1: Conv 50 -> 49, pool -> 24; weights 2*2*1*2 + 2 = 10.
 # - block 2: Conv 24 -> 23, pool -> 11; weights 2*2*2*2 + 2 = 18 (2 input channels now).
+# - the uint8 -> float32 cast (Rescaling by 1) has no weights.
 # - LSTM on F features: 4 * 50 * (F + 50 + 1); Dense: 50 + 1 = 51.
 # Depth 1: F = 24*24*2 = 1,152; LSTM 200 * 1,203 = 240,600; total 10 + 240,600 + 51 = 240,661.
 # Depth 2: F = 11*11*2 = 242;   LSTM 200 * 293 = 58,600;     total 10 + 18 + 58,600 + 51 = 58,679.
 @pytest.mark.parametrize(
     ("conv_layers", "per_layer", "total"),
-    [(1, [10, 0, 0, 240_600, 51], 240_661), (2, [10, 0, 18, 0, 0, 58_600, 51], 58_679)],
+    [(1, [0, 10, 0, 0, 240_600, 51], 240_661), (2, [0, 10, 0, 18, 0, 0, 58_600, 51], 58_679)],
 )
 def test_parameter_count_by_depth(conv_layers, per_layer, total):
     params = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=conv_layers)
@@ -168,7 +171,7 @@ def test_two_blocks_give_two_convolutions_named_after_the_first():
 
     model = build_model(50, ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50, conv_layers=2))
     assert [layer.name for layer in model.layers] == [
-        "frames", "conv", "pool", "conv_2", "pool_2", "flatten", "lstm", "right"
+        "frames", "to_float", "conv", "pool", "conv_2", "pool_2", "flatten", "lstm", "right"
     ]
     assert sum(isinstance(layer, keras.layers.Conv3D) for layer in model.layers) == 2
     assert model.get_layer("flatten").output.shape[-1] == 242

@@ -7,8 +7,8 @@ import pytest
 
 from movingline.dataset import DatasetReader, write_dataset
 from movingline.params import ModelParams, TrainParams
-from movingline.sequences import iter_frame_batches, sample_paths
-from movingline.training import global_batches, replica_rows, train, write_curve
+from movingline.sequences import iter_frame_batches, sample_walks
+from movingline.training import replica_rows, train, write_curve
 
 SIZE = 8
 MODEL = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=4)
@@ -18,8 +18,8 @@ MODEL = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=4)
 def dataset(tmp_path_factory):
     """40 sequences of 8x8: an epoch of 3 global batches of 16, the last one short (8)."""
     path = tmp_path_factory.mktemp("training") / "train.h5"
-    paths = sample_paths(np.random.default_rng(5), 40, SIZE)
-    write_dataset(path, iter_frame_batches(paths, 40), size=SIZE, n_samples=40, seed=5)
+    walks = sample_walks(np.random.default_rng(5), 40, SIZE)
+    write_dataset(path, iter_frame_batches(walks, 40), size=SIZE, n_samples=40, seed=5)
     return path
 
 
@@ -42,11 +42,6 @@ def test_replica_rows_examples():
     assert [replica_rows(0, 32, r, 3) for r in range(3)] == [(0, 10), (10, 21), (21, 32)]
     # A one-row last batch on two workers: worker 0 reads nothing, worker 1 the row.
     assert [replica_rows(64, 65, r, 2) for r in range(2)] == [(64, 64), (64, 65)]
-
-
-def test_global_batches_end_with_a_short_batch():
-    assert global_batches(40, 16) == [(0, 16), (16, 32), (32, 40)]
-    assert global_batches(32, 16) == [(0, 16), (16, 32)]
 
 
 def test_shares_of_the_mean_loss_add_up_to_the_global_mean():
