@@ -67,7 +67,8 @@ def train(frames: np.ndarray, labels: np.ndarray, size: int) -> None:
     """One epoch of the reference's training: the TimeDistributed model on the in-memory set."""
     import keras
 
-    from movingline.model import build_model, compile_model
+    from bench.fit import compile_model
+    from movingline.model import build_model
     from movingline.params import ModelParams
 
     keras.utils.set_random_seed(SEED)

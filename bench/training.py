@@ -40,7 +40,8 @@ def run_fit(data: Path, params) -> list[float]:
     import numpy as np
 
     from movingline.dataset import DatasetReader
-    from movingline.model import FrameBatches, compile_model, make_deterministic
+    from bench.fit import FrameBatches, compile_model
+    from movingline.model import make_deterministic
 
     class Float32Batches(FrameBatches):
         def __getitem__(self, index):

@@ -4,8 +4,10 @@ The per-frame CNN is written as Conv3D and MaxPooling3D whose windows span one f
 (depth 1). That is exactly a Conv2D and a MaxPooling2D applied to each frame with the same
 weights, computed as one convolution over all frames of the batch: time folded into the
 batch, with built-in layers only, so ``keras.models.load_model`` needs nothing of ours.
-It trains about three times faster than ``TimeDistributed`` here, with identical outputs
-(tests/test_model.py checks the equality; ``time_distributed=True`` builds that form).
+It trains several times faster than ``TimeDistributed`` here (docs/performance.md), with
+identical outputs (tests/test_model.py checks the equality; ``time_distributed=True`` builds
+that form). Training itself is movingline/training.py; Keras's ``fit`` path, which it
+replaced, is kept in bench/fit.py as the benchmark's and the tests' reference.
 """
 
 import io
@@ -25,7 +27,6 @@ with stderr_silenced():
 
 import numpy as np  # noqa: E402
 
-from movingline.dataset import DatasetReader  # noqa: E402
 from movingline.errors import InputError  # noqa: E402
 from movingline.params import ModelParams  # noqa: E402
 
@@ -59,14 +60,6 @@ def build_model(size: int, params: ModelParams, *, time_distributed: bool = Fals
     return keras.Model(frames, probability, name="cnn_lstm")
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-    )
-
-
 def make_deterministic(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow, and makes TensorFlow ops deterministic."""
     keras.utils.set_random_seed(seed)
@@ -76,35 +69,6 @@ def make_deterministic(seed: int) -> None:
 def frame_size(model: keras.Model) -> int:
     """The frame size a model was built for, read from its input shape."""
     return int(model.input_shape[2])
-
-
-class FrameBatches(keras.utils.PyDataset):
-    """Batches of uint8 frames (and labels, if asked) read from a dataset file on demand.
-
-    Two threads read the next batches while the model works on the current one, and at most
-    QUEUED_BATCHES wait, so memory does not grow with the file. (With one worker Keras would
-    instead prefetch through tf.data with AUTOTUNE, whose buffer grows over a long epoch.)
-    Batches still come in order: the model sees the same data whatever the timing.
-    """
-
-    QUEUED_BATCHES = 2
-
-    def __init__(self, reader: DatasetReader, batch_size: int, *, with_labels: bool):
-        super().__init__(workers=2, use_multiprocessing=False, max_queue_size=self.QUEUED_BATCHES)
-        self.reader = reader
-        self.batch_size = batch_size
-        self.with_labels = with_labels
-
-    def __len__(self) -> int:
-        return -(-len(self.reader) // self.batch_size)
-
-    def __getitem__(self, index: int):
-        start = index * self.batch_size
-        stop = min(start + self.batch_size, len(self.reader))
-        frames = self.reader.read_frames(start, stop)
-        if not self.with_labels:
-            return (frames,)
-        return frames, self.reader.read_labels(start, stop).astype(np.float32)
 
 
 def predict_probabilities(model: keras.Model, frames: np.ndarray) -> np.ndarray:
