@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from movingline.cli import THREADS_VARIABLE, run_stage
+from movingline.cli import THREADS_VARIABLE, run_stage, thread_share
 from movingline.errors import InputError
 from movingline.params import ModelParams, load_params
 from movingline.resources import parameter_count
@@ -224,7 +224,7 @@ def start_queue(jobs: int) -> None:
     # Each job gets its share of the cores (MOVINGLINE_THREADS, docs/scaling.md) unless the
     # user set it: jobs contending for every core run slower than jobs that share them.
     env = dict(os.environ)
-    env.setdefault(THREADS_VARIABLE, str(max(1, (os.cpu_count() or 1) // jobs)))
+    env.setdefault(THREADS_VARIABLE, str(thread_share(jobs)))
     log.info("queue workers train with %s=%s", THREADS_VARIABLE, env[THREADS_VARIABLE])
     status = subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), "queue", "start", "--jobs", str(jobs)],

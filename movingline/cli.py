@@ -117,13 +117,27 @@ def limit_threads() -> None:
     then keeps to its share of the cores instead of all of them contending for every core.
     TensorFlow reads these variables when it starts, so this runs before it is imported.
     """
-    text = os.environ.get(THREADS_VARIABLE, "").strip()
-    if not text:
+    threads = positive_setting(THREADS_VARIABLE, None, "threads")
+    if threads is None:
         return
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+
+
+def thread_share(n_processes: int) -> int:
+    """Threads each of ``n_processes`` running at once gets: an equal share of the cores, at least one."""
+    return max(1, (os.cpu_count() or 1) // n_processes)
+
+
+def positive_setting(variable: str, default: int | None, unit: str) -> int | None:
+    """A whole number of at least 1 from the environment (``default`` when unset); raises
+    InputError naming the variable if it is not one."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
     if not text.isdigit() or int(text) < 1:
-        raise InputError(f"{THREADS_VARIABLE}: expected a whole number of threads of at least 1, found {text!r}")
-    os.environ["TF_NUM_INTRAOP_THREADS"] = text
-    os.environ["TF_NUM_INTEROP_THREADS"] = text
+        raise InputError(f"{variable}: expected a whole number of {unit} of at least 1, found {text!r}")
+    return int(text)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from movingline.cli import debugging
+from movingline.cli import THREADS_VARIABLE, debugging, positive_setting, thread_share
 from movingline.errors import ClusterError, InputError
 
 log = logging.getLogger("train")
@@ -105,16 +105,6 @@ def read_cluster() -> Cluster | None:
     return cluster
 
 
-def seconds_setting(variable: str, default: int) -> int:
-    """A whole number of seconds from the environment; raises InputError naming the variable if it is not one."""
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise InputError(f"{variable}: expected a whole number of seconds of at least 1, found {text!r}")
-    return int(text)
-
-
 def make_strategy(cluster: Cluster | None):
     """TensorFlow's default strategy for one process, else MultiWorkerMirroredStrategy with our timeouts.
 
@@ -127,8 +117,8 @@ def make_strategy(cluster: Cluster | None):
         return tf.distribute.get_strategy()
     # The strategy logs its set-up at INFO level; the stage's own lines say what matters.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
-    peer_timeout = seconds_setting(PEER_TIMEOUT_VARIABLE, DEFAULT_PEER_TIMEOUT_S)
-    heartbeat_timeout = seconds_setting(HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_S)
+    peer_timeout = positive_setting(PEER_TIMEOUT_VARIABLE, DEFAULT_PEER_TIMEOUT_S, "seconds")
+    heartbeat_timeout = positive_setting(HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_S, "seconds")
     from tensorflow.python.eager import context
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
@@ -234,11 +224,10 @@ def run_local_workers(n_workers: int, argv: list[str]) -> int:
     of the cores. When one fails the others are stopped at once, and the first failure's
     status is returned.
     """
-    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
     workers = []
     for config in local_tf_configs(n_workers):
         env = dict(os.environ, **{VARIABLE: config})
-        env.setdefault("MOVINGLINE_THREADS", threads)
+        env.setdefault(THREADS_VARIABLE, str(thread_share(n_workers)))
         workers.append(subprocess.Popen([sys.executable, "-m", "stages.train", *argv], env=env))
     status = 0
     try:
