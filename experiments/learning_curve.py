@@ -79,6 +79,9 @@ TRAINED_LINE = re.compile(r"trained (\d+) steps in ([0-9.]+) s\b")
 KERAS_EPOCH_LINE = re.compile(r"^\s*\d+/\d+ - (\d+)s - ", re.MULTILINE)
 
 QUEUED_STATES = {"queued", "running"}
+# `dvc exp show` can fail while a queue worker removes a finished run's temporary copy
+# ("directory '.dvc/tmp/exps/tmp.../.dvc' does not exist"); the next poll no longer sees it.
+POLL_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -240,9 +243,18 @@ def start_queue(jobs: int) -> None:
 def wait_for(runs: list[Run], baseline: str, poll_seconds: float) -> dict[str, dict]:
     """Polls `dvc exp show` until none of ``runs`` is queued or running."""
     names = {run.name for run in runs}
-    reported = -1
+    reported, failures = -1, 0
     while True:
-        found = experiments(baseline)
+        try:
+            found = experiments(baseline)
+        except InputError as error:
+            failures += 1
+            if failures > POLL_RETRIES:
+                raise
+            log.warning("polling the queue failed (%s); trying again in %g s", error, poll_seconds)
+            time.sleep(poll_seconds)
+            continue
+        failures = 0
         pending = [name for name in names if found.get(name, {}).get("state", "queued") in QUEUED_STATES]
         done = len(names) - len(pending)
         if done != reported:

@@ -1,9 +1,11 @@
-"""The learning-curve experiment: its grid and summaries, and `dvc exp run -S model.conv_layers=2`."""
+"""The learning-curve experiment: its grid and summaries. (`dvc exp run -S model.conv_layers=2` end to end is
+test_dvc_workflows.py's exp-run test.)"""
 
 from pathlib import Path
 
 import pytest
 
+from experiments import learning_curve
 from experiments.learning_curve import (
     BEGIN_MARK,
     BUDGETS,
@@ -20,11 +22,11 @@ from experiments.learning_curve import (
     summarise,
     training_seconds,
     update_doc,
+    wait_for,
     with_earlier_times,
     write_csv,
 )
 from movingline.errors import InputError
-from tests.conftest import copy_repo, dvc
 
 
 def result(model: str, budget: int, seed: int, accuracy: float, seconds: float | None = 1.0) -> Result:
@@ -129,12 +131,22 @@ def test_the_docs_page_has_the_results_markers():
     assert text.index(BEGIN_MARK) < text.index(END_MARK)
 
 
-@pytest.mark.slow
-def test_exp_run_with_two_cnn_blocks_saves_a_model_with_two_convolutions(reproduced_repo, tmp_path):
-    import keras
+def test_waiting_outlasts_a_few_failed_polls_but_not_many(monkeypatch):
+    runs = grid({"reference": {}}, (250,), (3,), "lc")
+    answers = iter([InputError("`dvc exp show` failed: tmp dir gone")] * 2 + [{"lc-reference-n250-s3": {"state": "success"}}])
 
-    workspace = copy_repo(reproduced_repo, tmp_path / "repo")
-    dvc(workspace, "exp", "run", "--name", "deep2", "-S", "model.conv_layers=2")
-    model = keras.models.load_model(workspace / "models" / "model.keras")
-    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)] == ["conv", "conv_2"]
-    assert "deep2" in dvc(workspace, "exp", "show", "--csv").stdout
+    def poll(baseline):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(learning_curve, "experiments", poll)
+    assert wait_for(runs, "abc", poll_seconds=0) == {"lc-reference-n250-s3": {"state": "success"}}
+
+    def always_failing(baseline):
+        raise InputError("`dvc exp show` failed: broken")
+
+    monkeypatch.setattr(learning_curve, "experiments", always_failing)
+    with pytest.raises(InputError, match="broken"):
+        wait_for(runs, "abc", poll_seconds=0)
