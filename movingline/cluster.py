@@ -49,6 +49,7 @@ class Cluster:
     rank: int
     task_type: str
     task_index: int
+    job_sizes: tuple[tuple[str, int], ...]  # (job, number of tasks) of the training jobs, chief first
 
     @property
     def n_workers(self) -> int:
@@ -89,7 +90,8 @@ def parse_tf_config(text: str) -> Cluster:
         )
     ranked = [(job, i) for job in TRAINING_JOBS for i in range(len(jobs.get(job, [])))]
     addresses = tuple(jobs[job][i] for job, i in ranked)
-    return Cluster(addresses, ranked.index((task_type, index)), task_type, index)
+    sizes = tuple((job, len(jobs[job])) for job in TRAINING_JOBS if job in jobs)
+    return Cluster(addresses, ranked.index((task_type, index)), task_type, index, sizes)
 
 
 def read_cluster() -> Cluster | None:
@@ -122,13 +124,13 @@ def make_strategy(cluster: Cluster | None):
     from tensorflow.python.eager import context
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
-    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=n) for job, n in _job_sizes(cluster).items()]
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=n) for job, n in cluster.job_sizes]
     # The strategy configures TensorFlow's coordination service itself, but without a way to
     # set its timeouts: configured first, it keeps ours. The service's heartbeats are what
     # notice a dead worker; its registration barrier is what makes a lone chief wait.
     context.context().configure_coordination_service(
         service_type="standalone",
-        service_leader=f"/job:{_leader_job(cluster)}/replica:0/task:0",
+        service_leader=f"/job:{cluster.job_sizes[0][0]}/replica:0/task:0",
         coordinated_jobs=jobs,
         cluster_register_timeout_in_ms=peer_timeout * 1000,
         heartbeat_timeout_in_ms=heartbeat_timeout * 1000,
@@ -183,15 +185,6 @@ def _watchdog(seconds: int, message: str) -> Iterator[None]:
     finally:
         watchdog.kill()
         watchdog.wait()
-
-
-def _job_sizes(cluster: Cluster) -> dict[str, int]:
-    config = json.loads(os.environ[VARIABLE])["cluster"]
-    return {job: len(config[job]) for job in TRAINING_JOBS if job in config}
-
-
-def _leader_job(cluster: Cluster) -> str:
-    return "chief" if "chief" in _job_sizes(cluster) else "worker"
 
 
 def free_ports(n: int) -> list[int]:

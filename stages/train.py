@@ -4,12 +4,11 @@ Trains in this process or, when TF_CONFIG is set, as one worker of a tf.distribu
 (docs/scaling.md); --local-workers N starts N such workers on this machine.
 """
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-from movingline.cli import run_stage
+from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
 from movingline.dataset import DatasetReader, require_size
 from movingline.outputs import atomic_outputs, check_destinations
@@ -20,11 +19,10 @@ log = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", type=Path, help="params file (default: %(default)s)")
-    parser.add_argument("--data", default="data/train.h5", type=Path, help="training set (default: %(default)s)")
-    parser.add_argument("--model", default="models/model.keras", type=Path, help="model to write (default: %(default)s)")
-    parser.add_argument("--curve", default="plots/training.csv", type=Path, help="per-step curve (default: %(default)s)")
+    parser = stage_parser("train", __doc__.splitlines()[0])
+    add_path(parser, "--data", "data/train.h5", "training set")
+    add_path(parser, "--model", "models/model.keras", "model to write")
+    add_path(parser, "--curve", "plots/training.csv", "per-step curve")
     parser.add_argument("--local-workers", type=int, metavar="N", help="train as N workers on 127.0.0.1")
     args = parser.parse_args()
     if args.local_workers is not None:
