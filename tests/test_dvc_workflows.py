@@ -6,12 +6,15 @@ the tests share that run but not each other's changes, and pass in any order.
 
 import json
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import TINY_PARAMS, copy_repo, dvc, output_hashes, run, tiny_params, write_params
+from tests.conftest import TINY_PARAMS, copy_repo, dvc, output_hashes, run, stage_env, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +56,13 @@ def committed_metrics(repo: Path) -> dict:
 @pytest.mark.parametrize(
     ("section", "key", "value", "changed", "rerun"),
     [
-        # Training longer retrains and re-evaluates, but leaves both datasets alone.
-        ("train", "epochs", 2, ["train"], ["train", "evaluate", "predict"]),
+        # (A training param is the exp-run and status tests below: they retrain once for both.)
         # Fresh prediction sequences touch nothing but predict.
         ("predict", "seed", 41, ["predict"], ["predict"]),
         # The frame size is read by every stage but evaluate, which reruns on the new model and test set.
         ("data", "size", 6, ["generate_test", "generate_train", "predict", "train"], STAGES),
     ],
-    ids=["train.epochs", "predict.seed", "data.size"],
+    ids=["predict.seed", "data.size"],
 )
 def test_changing_a_param_reruns_only_the_stages_that_read_it(workspace, section, key, value, changed, rerun):
     write_params(workspace / "params.yaml", tiny_params(**{section: {key: value}}))
@@ -112,27 +114,76 @@ def test_params_metrics_and_plots_diff_show_the_change(workspace, tmp_path):
             assert (html_dir / "static" / f"{revision}_plots_{image}.png").is_file()
 
 
-def test_exp_run_with_a_param_set_is_listed_with_its_metrics(workspace):
-    result = dvc(workspace, "exp", "run", "--name", "higher-lr", "--set-param", "train.learning_rate=0.05")
-    assert running_stages(result.stdout) == ["train", "evaluate", "predict"]
+def test_changing_a_training_param_changes_only_train_by_its_section(workspace):
+    # Training longer would retrain and re-evaluate, but leave both datasets alone.
+    write_params(workspace / "params.yaml", tiny_params(train={"epochs": 2}))
+    status = json.loads(dvc(workspace, "status", "--json").stdout)
+    assert list(status) == ["train"]
+    (changes,) = status["train"]
+    assert list(changes["changed deps"]["params.yaml"]) == ["train"]
 
-    experiment = experiments(workspace)["higher-lr"]
-    assert experiment["params"]["train"]["learning_rate"] == 0.05
+
+def test_exp_run_is_listed_with_its_metrics_and_setting_back_restores_from_the_run_cache(workspace, reproduced_repo):
+    import keras
+
+    first = output_hashes(reproduced_repo)
+    result = dvc(workspace, "exp", "run", "--name", "deep2", "--set-param", "model.conv_layers=2")
+    assert running_stages(result.stdout) == ["train", "evaluate", "predict"]
+    for stage in ("generate_train", "generate_test"):
+        assert f"Stage '{stage}' didn't change, skipping" in result.stdout
+    # The saved model has a second CNN block (docs/learning-curve.md).
+    model = keras.models.load_model(workspace / "models" / "model.keras")
+    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)] == ["conv", "conv_2"]
+
+    experiment = experiments(workspace)["deep2"]
+    assert experiment["params"]["model"]["conv_layers"] == 2
     metrics = experiment["metrics"]
     assert set(metrics) >= {"accuracy", "loss", "precision", "recall", "f1", "roc_auc", "n_samples"}
     assert metrics == json.loads((workspace / "metrics.json").read_text())
     assert metrics["loss"] != committed_metrics(workspace)["loss"]
     # The CSV table holds the same row, named.
-    assert any(line.startswith("higher-lr,") for line in dvc(workspace, "exp", "show", "--csv").stdout.splitlines())
+    assert any(line.startswith("deep2,") for line in dvc(workspace, "exp", "show", "--csv").stdout.splitlines())
+    assert output_hashes(workspace)["models/model.keras"] != first["models/model.keras"]
+
+    # The experiment ran in the workspace; the committed params bring the committed outputs back.
+    write_params(workspace / "params.yaml", TINY_PARAMS)
+    result = dvc(workspace, "repro")
+    assert running_stages(result.stdout) == []
+    for stage in ("train", "evaluate", "predict"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout
+    assert output_hashes(workspace) == first
+    assert (workspace / "dvc.lock").read_bytes() == (reproduced_repo / "dvc.lock").read_bytes()
 
 
-def test_queued_sweep_runs_every_experiment(workspace):
+def test_queued_sweep_runs_two_experiments_at_once(workspace, tmp_path):
     queued = dvc(workspace, "exp", "run", "--queue", "--set-param", "model.lstm_units=3,5")
     assert queued.stdout.count("Queued experiment") == 2
-    # Queued experiments run in temporary copies of the repo, one at a time (--jobs 1 is the
-    # default), in a worker that inherits this environment and so this venv's python and dvc.
-    result = dvc(workspace, "exp", "run", "--run-all")
-    assert running_stages(result.stdout) == ["train", "evaluate", "predict"] * 2
+    # Queued experiments run in temporary copies of the repo, in queue workers that inherit
+    # this environment: this venv's python and dvc, and one thread per TensorFlow pool for
+    # each of the two jobs (docs/scaling.md). `dvc queue start --jobs 2` starts the same workers.
+    env = stage_env() | {"MOVINGLINE_THREADS": "1"}
+    command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "--run-all", "--jobs", "2"]
+    # Not through a pipe: the queue's workers keep this command's output open until they finish.
+    with open(tmp_path / "run-all.log", "w+") as log:
+        sweep = subprocess.Popen(command, cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        most_running, seen = 0, []
+        try:
+            while sweep.poll() is None:
+                status = dvc(workspace, "queue", "status").stdout
+                seen.append(status)
+                most_running = max(most_running, len(re.findall(r"\bRunning\b", status)))
+                time.sleep(1)
+            sweep.wait(timeout=900)
+        finally:
+            if sweep.poll() is None:
+                sweep.kill()
+            dvc(workspace, "queue", "stop", check=False)
+        log.seek(0)
+        output = log.read()
+    assert sweep.returncode == 0, output
+    assert most_running == 2, "\n".join(seen)
+    # --run-all follows each experiment's log in turn.
+    assert running_stages(output) == ["train", "evaluate", "predict"] * 2
 
     found = experiments(workspace)
     assert sorted(e["params"]["model"]["lstm_units"] for e in found.values()) == [3, 5]
@@ -143,21 +194,6 @@ def test_queued_sweep_runs_every_experiment(workspace):
     assert len(losses) == 2
     # The workspace itself is left as it was.
     assert dvc(workspace, "status").stdout.strip() == UP_TO_DATE
-
-
-def test_setting_a_param_back_restores_outputs_from_the_run_cache(workspace, reproduced_repo):
-    first = output_hashes(reproduced_repo)
-    write_params(workspace / "params.yaml", tiny_params(train={"seed": 99}))
-    assert running_stages(dvc(workspace, "repro").stdout) == ["train", "evaluate", "predict"]
-    assert output_hashes(workspace)["models/model.keras"] != first["models/model.keras"]
-
-    write_params(workspace / "params.yaml", TINY_PARAMS)
-    result = dvc(workspace, "repro")
-    assert running_stages(result.stdout) == []
-    for stage in ("train", "evaluate", "predict"):
-        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout
-    assert output_hashes(workspace) == first
-    assert (workspace / "dvc.lock").read_bytes() == (reproduced_repo / "dvc.lock").read_bytes()
 
 
 def test_push_then_pull_into_a_fresh_clone(workspace, tmp_path):
