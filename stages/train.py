@@ -6,7 +6,6 @@ Trains in this process or, when TF_CONFIG is set, as one worker of a tf.distribu
 
 import logging
 import sys
-from pathlib import Path
 
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
