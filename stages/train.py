@@ -1,15 +1,22 @@
 """Stage train: data/train.h5 -> models/model.keras and the per-step training curve.
 
 Trains in this process or, when TF_CONFIG is set, as one worker of a tf.distribute cluster
-(docs/scaling.md); --local-workers N starts N such workers on this machine.
+(docs/scaling.md); --local-workers N starts N such workers on this machine. Saves its state
+in checkpoints/ every MOVINGLINE_CHECKPOINT_SECONDS and when interrupted, and a rerun with
+the same inputs resumes from it (docs/training.md).
 """
 
+import dataclasses
 import logging
+import os
 import sys
+from pathlib import Path
 
-from movingline.cli import add_path, run_stage, stage_parser
+from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE
+from movingline.cli import add_path, positive_setting, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
 from movingline.dataset import DatasetReader, require_size
+from movingline.errors import InputError
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
 from movingline.resources import require_training_fits
@@ -22,35 +29,61 @@ def main() -> None:
     add_path(parser, "--data", "data/train.h5", "training set")
     add_path(parser, "--model", "models/model.keras", "model to write")
     add_path(parser, "--curve", "plots/training.csv", "per-step curve")
+    add_path(parser, "--checkpoints", "checkpoints", "folder for the checkpoint that an interrupted run resumes from")
     parser.add_argument("--local-workers", type=int, metavar="N", help="train as N workers on 127.0.0.1")
     args = parser.parse_args()
     if args.local_workers is not None:
         if args.local_workers < 1:
             parser.error("--local-workers must be at least 1")
-        paths = ["--params", args.params, "--data", args.data, "--model", args.model, "--curve", args.curve]
+        paths = ["--params", args.params, "--data", args.data, "--model", args.model, "--curve", args.curve,
+                 "--checkpoints", args.checkpoints]
         sys.exit(run_local_workers(args.local_workers, list(map(str, paths))))
 
     cluster = read_cluster()
-    check_destinations(args.model, args.curve)
+    check_destinations(args.model, args.curve, args.checkpoints / FILE_NAME)
+    interval = positive_setting(SECONDS_VARIABLE, DEFAULT_SECONDS, "seconds")
     params = load_params(args.params)
+    chief = cluster is None or cluster.is_chief
     with DatasetReader(args.data) as reader:
         require_size(reader, params.data.size, args.params)
-        require_training_fits(params, args.params, min(params.train.batch_size, len(reader)))
-        from movingline.training import describe_devices, train, write_curve
+        require_training_sequences(len(reader), params.train.validation_sequences, args.params, args.data)
+        n_train = len(reader) - params.train.validation_sequences
+        require_training_fits(params, args.params, min(params.train.batch_size, n_train))
+        from movingline.checkpoints import fingerprint, remove_checkpoint
+        from movingline.training import Checkpointing, describe_devices, train, write_curve
 
+        training_params = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
+                           "train": dataclasses.asdict(params.train)}
+        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count() or 1)
+        run_fingerprint = fingerprint(args.data, training_params, cluster.n_workers if cluster else 1, threads)
+        checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, chief)
         strategy = make_strategy(cluster)
         print(f"train: training on {describe_devices(strategy)}", flush=True)
         with reader.read_errors_unwrapped():
             run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
-                        progress=(1 if sys.stdout.isatty() else 2) if cluster is None or cluster.is_chief else 0)
-    log.info("trained %d steps in %.1f s (%.1f sequences/s)", len(run.curve), run.seconds, run.sequences_per_second)
-    if cluster is None or cluster.is_chief:
+                        progress=(1 if sys.stdout.isatty() else 2) if chief else 0, checkpointing=checkpointing)
+    steps = len(run.curve) - run.resumed_at
+    log.info("trained %d steps in %.1f s (%.1f sequences/s)", steps, run.seconds, run.sequences_per_second)
+    if run.resumed_at:
+        log.info("train: %d steps in all, %.1f s of training with the interrupted runs", len(run.curve),
+                 run.seconds + run.earlier_seconds)
+    if chief:
         from movingline.model import save_model
 
         with atomic_outputs(args.model, args.curve) as (model_path, curve_path):
             save_model(run.model, model_path)
-            write_curve(run.curve, curve_path)
+            write_curve(run.curve, curve_path, validation=params.train.validating)
+        remove_checkpoint(checkpointing.path)
         log.info("wrote %s (%d parameters) and %s", args.model, run.model.count_params(), args.curve)
+
+
+def require_training_sequences(n_samples: int, validation_sequences: int, params_path: Path, data: Path) -> None:
+    """Refuses a validation set that would leave nothing to train on."""
+    if validation_sequences >= n_samples:
+        raise InputError(
+            f"{params_path}: train.validation_sequences: {validation_sequences} would hold out all of the "
+            f"{n_samples} sequences of {data}; keep it below {n_samples}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ TINY_PARAMS = {
     "generate_train": {"n_samples": 64, "seed": 11},
     "generate_test": {"n_samples": 40, "seed": 12},
     "model": {"filters": 2, "kernel_size": 2, "pool_size": 2, "lstm_units": 4, "conv_layers": 1},
-    "train": {"seed": 13, "batch_size": 16, "epochs": 1, "learning_rate": 0.01},
+    "train": {"seed": 13, "batch_size": 16, "epochs": 1, "learning_rate": 0.01,
+              "validation_sequences": 0, "validate_every": 0, "patience": 0},
     "evaluate": {"batch_size": 16},
     "predict": {"n_samples": 5, "seed": 14},
 }
