@@ -12,6 +12,7 @@ Keras 3's ``model.fit`` cannot run under MultiWorkerMirroredStrategy (keras-team
 hence this loop; one process uses it too, under TensorFlow's default strategy.
 """
 
+import contextlib
 import csv
 import logging
 import math
@@ -68,6 +69,7 @@ class TrainingRun:
     resumed_at: int = 0  # steps taken before this process, restored from a checkpoint
     earlier_seconds: float = 0.0  # training time of the runs it continued
     best_step: int | None = None  # the step whose weights the model holds, with validation on
+    last_weights: list[np.ndarray] | None = None  # the last step's, where the model holds the best
 
     @property
     def sequences_per_second(self) -> float:
@@ -329,20 +331,12 @@ def train(
                 bar, epoch_sums, shown = keras.utils.Progbar(n_steps, verbose=progress), np.zeros(2), 0
             frames, labels, global_size = next(batches)
             vote = np.float32(interruptions.signum is not None)
-            try:
+            with _peers_lost_as_cluster_error(replica, n_replicas, index + 1):
                 loss, accuracy, votes = train_step(frames, labels, np.int64(global_size), vote)
-            except PEER_ERRORS as error:
-                if n_replicas == 1:
-                    raise
-                raise ClusterError(
-                    f"worker {replica} of {n_replicas} lost contact with another worker at step {index + 1} "
-                    f"(it stopped, or the network failed; TensorFlow raised {type(error).__name__}); "
-                    "no model was written"
-                ) from None
-            row = CurveRow(index + 1, epoch, float(loss), float(accuracy))
-            if params.validating and validation_due(index + 1, index in epoch_ends, index + 1 == len(schedule), params.validate_every):
-                row.val_loss, row.val_accuracy = validation.score()
-                validation.update(state, row, weights, replica == 0)
+                row = CurveRow(index + 1, epoch, float(loss), float(accuracy))
+                if params.validating and validation_due(index + 1, index in epoch_ends, index + 1 == len(schedule), params.validate_every):
+                    row.val_loss, row.val_accuracy = validation.score()
+                    validation.update(state, row, weights, replica == 0)
             state.curve.append(row)
             state.step = index + 1
             step_ends.append(time.perf_counter())
@@ -366,11 +360,30 @@ def train(
                          state.step, state.since_best, state.best_step)
                 break
     seconds = time.perf_counter() - start
+    last_weights = None
     if state.best_weights is not None:
+        last_weights = _snapshot(weights)
         model.set_weights(state.best_weights)
         log.info("train: keeping the weights of step %d, the lowest validation loss (%.6f)", state.best_step, state.best_loss)
     sequences = sum(stop - begin for _, (begin, stop) in schedule[resumed_at : state.step])
-    return TrainingRun(model, state.curve, seconds, sequences, step_ends, resumed_at, previous_seconds, state.best_step)
+    return TrainingRun(
+        model, state.curve, seconds, sequences, step_ends, resumed_at, previous_seconds, state.best_step, last_weights
+    )
+
+
+@contextlib.contextmanager
+def _peers_lost_as_cluster_error(replica: int, n_replicas: int, step: int) -> Iterator[None]:
+    """Turns the error a collective op raises when a peer is gone into one ClusterError line."""
+    try:
+        yield
+    except PEER_ERRORS as error:
+        if n_replicas == 1:
+            raise
+        raise ClusterError(
+            f"worker {replica} of {n_replicas} lost contact with another worker at step {step} "
+            f"(it stopped, or the network failed; TensorFlow raised {type(error).__name__}); "
+            "no model was written"
+        ) from None
 
 
 def _restored_state(checkpointing: Checkpointing | None, weights: list, slots: list, chief: bool) -> TrainingState | None:
