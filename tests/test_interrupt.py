@@ -107,11 +107,14 @@ def test_train_stopped_mid_fit(built_project, tmp_path, signum, had_outputs):
     before = {path: path.read_bytes() if path.exists() else None for path in (model, curve)}
     log = tmp_path / "stdout.txt"
     with open(log, "w") as stdout:
+        # Its own checkpoint folder: the shared project's would let the second case resume the first.
         process = start(
-            "train", built_project, "--params", str(params), "--model", str(model), "--curve", str(curve), stdout=stdout
+            "train", built_project, "--params", str(params), "--model", str(model), "--curve", str(curve),
+            "--checkpoints", str(tmp_path / "checkpoints"), stdout=stdout,
         )
         # Keras prints "Epoch N/400" as it trains (unbuffered here), so the log shows it is mid-fit.
         wait_for(lambda: "Epoch 3/" in log.read_text(), "training reaches its third epoch", process)
         process.send_signal(signum)
         assert_stopped_cleanly(process, signum, before)
+    assert (tmp_path / "checkpoints" / "train.npz").is_file(), "no checkpoint was saved on the way out"
     assert f"Epoch {SLOW_TRAIN['train']['epochs']}/" not in log.read_text(), "training ran to the end"
