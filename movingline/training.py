@@ -17,6 +17,7 @@ import csv
 import logging
 import math
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +185,10 @@ class _Interruptions:
         self.signum: int | None = None
 
     def __enter__(self) -> "_Interruptions":
+        # Only the main thread may set handlers; elsewhere signals keep their usual effect.
+        if threading.current_thread() is not threading.main_thread():
+            self._previous = {}
+            return self
         self._previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         for signum in self._previous:
             signal.signal(signum, self._note)
@@ -237,8 +242,8 @@ def _share_state(
     """Under N workers, what the chief restored, given to every worker (without the curve and
     the best weights, which only the chief writes)."""
     best = np.array([math.nan if state is None or state.best_loss is None else state.best_loss], np.float64)
-    header = np.array([0 if state is None else 1, 0 if state is None else state.step,
-                       0 if state is None else state.since_best], np.int64)
+    numbers = (1, state.step, state.since_best, state.best_step or 0) if state is not None else (0, 0, 0, 0)
+    header = np.array(numbers, np.int64)
     values = state.weights + state.optimizer if state is not None else [np.zeros(v.shape, np.dtype(v.dtype)) for v in variables]
     parts = [header.view(np.int32), best.view(np.int32)] + [np.ascontiguousarray(v).view(np.int32).ravel() for v in values]
     local = np.concatenate(parts) if chief else np.zeros(sum(len(p) for p in parts), np.int32)
@@ -247,16 +252,17 @@ def _share_state(
         return None
     if chief:
         return state
-    step, since_best = (int(x) for x in shared[2:6].view(np.int64))
-    best_loss = float(shared[6:8].view(np.float64)[0])
-    offset, restored = 8, []
+    step, since_best, best_step = (int(x) for x in shared[2:8].view(np.int64))
+    best_loss = float(shared[8:10].view(np.float64)[0])
+    offset, restored = 10, []
     for variable in variables:
         dtype, shape = np.dtype(variable.dtype), tuple(variable.shape)
         n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize // 4
         restored.append(shared[offset : offset + n].view(dtype).reshape(shape).copy())
         offset += n
     best_loss = None if math.isnan(best_loss) else best_loss
-    return TrainingState(step, restored[:n_weights], restored[n_weights:], [], best_loss=best_loss, since_best=since_best)
+    return TrainingState(step, restored[:n_weights], restored[n_weights:], [], best_loss=best_loss,
+                         best_step=best_step or None, since_best=since_best)
 
 
 def train(
@@ -439,16 +445,16 @@ def describe_devices(strategy: tf.distribute.Strategy) -> str:
     return f"{workers} ({strategy.num_replicas_in_sync} replicas in all), devices here: {devices}"
 
 
-def write_curve(curve: list[CurveRow], path: Path, *, validation: bool = False) -> None:
-    """The per-step curve as CSV: step, epoch, and that step's own loss and accuracy on its global batch;
-    with ``validation``, also val_loss and val_accuracy, empty at steps not validated."""
+def write_curve(curve: list[CurveRow], path: Path) -> None:
+    """The per-step curve as CSV: step, epoch, that step's own loss and accuracy on its global batch,
+    and the validation loss and accuracy after it, empty where not measured (all of them
+    without validation), so that one chart definition draws every run."""
 
     def number(value: float | None) -> str:
         return "" if value is None else f"{value:.6f}"
 
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["step", "epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else []))
+        writer.writerow(["step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"])
         for r in curve:
-            extra = [number(r.val_loss), number(r.val_accuracy)] if validation else []
-            writer.writerow([r.step, r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.6f}", *extra])
+            writer.writerow([r.step, r.epoch, f"{r.loss:.6f}", f"{r.accuracy:.6f}", number(r.val_loss), number(r.val_accuracy)])

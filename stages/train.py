@@ -72,7 +72,7 @@ def main() -> None:
 
         with atomic_outputs(args.model, args.curve) as (model_path, curve_path):
             save_model(run.model, model_path)
-            write_curve(run.curve, curve_path, validation=params.train.validating)
+            write_curve(run.curve, curve_path)
         remove_checkpoint(checkpointing.path)
         log.info("wrote %s (%d parameters) and %s", args.model, run.model.count_params(), args.curve)
 

@@ -24,7 +24,7 @@ TINY_PARAMS = {
 }
 
 # What a clone of the project holds that the pipeline needs (outputs and caches excluded).
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "movingline", ".dvc/config", ".dvc/.gitignore", "report/template.html"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "movingline", ".dvc/config", ".dvc/.gitignore", "report/template.html", "report/training-chart.json"]
 
 
 def tiny_params(**overrides: dict) -> dict:

@@ -288,16 +288,14 @@ def read_curve(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_the_curve_has_validation_columns_only_with_validation(tmp_path, data):
+def test_the_curve_has_validation_values_where_validated(tmp_path, data):
     root = a_project(tmp_path / "project", data, tiny_params(train={"epochs": 3, "validation_sequences": 16}))
     run_stage("train", root)
     rows = read_curve(root / "plots/training.csv")
     # 48 training sequences, 3 steps an epoch, validated at each epoch's end.
     assert [bool(row["val_loss"]) for row in rows] == [False, False, True] * 3
     assert all(0 <= float(row["val_accuracy"]) <= 1 for row in rows if row["val_accuracy"])
-    write_params(root / "params.yaml", tiny_params())
-    run_stage("train", root)
-    assert list(read_curve(root / "plots/training.csv")[0]) == ["step", "epoch", "loss", "accuracy"]
+    assert all(bool(row["val_loss"]) == bool(row["val_accuracy"]) for row in rows)
 
 
 # --- two workers ---------------------------------------------------------------------------

@@ -120,6 +120,22 @@ BAD_PARAMS = [
     ("evaluate batch_size -1", tiny_params(evaluate={"batch_size": -1}), ["evaluate.batch_size", "found -1"]),
     ("epochs 0", tiny_params(train={"epochs": 0}), ["train.epochs: expected an integer of at least 1, found 0"]),
     (
+        "validation_sequences negative",
+        tiny_params(train={"validation_sequences": -1}),
+        ["train.validation_sequences: expected an integer of at least 0, found -1"],
+    ),
+    (
+        "patience without validation",
+        tiny_params(train={"patience": 3}),
+        ["train.patience: 3 needs validation, but train.validation_sequences is 0"],
+    ),
+    (
+        "validate_every without validation",
+        tiny_params(train={"validate_every": 5}),
+        ["train.validate_every: 5 needs validation, but train.validation_sequences is 0"],
+    ),
+    ("patience a float", tiny_params(train={"patience": 1.5}), ["train.patience: expected an integer", "found float 1.5"]),
+    (
         "learning_rate 0",
         tiny_params(train={"learning_rate": 0}),
         ["train.learning_rate: expected a number greater than 0, found 0"],

@@ -209,3 +209,25 @@ def test_plots_diff_draws_both_revisions_offline(chromium, reproduced_repo, tmp_
 
     assert_pictures(dom, page, repo, revisions=2)
 
+
+
+def test_the_training_chart_draws_validation_where_measured(chromium, reproduced_repo, tmp_path):
+    """Empty validation cells are left out, not drawn as 0: at the defaults only loss and accuracy
+    are drawn; validated every other step, val_loss and val_accuracy are drawn through those steps."""
+    repo = copy_repo(reproduced_repo, tmp_path / "repo")
+
+    def training_lines(name: str) -> list[str]:
+        dvc(repo, "plots", "show")
+        dom = render(chromium, repo / "dvc_plots" / "index.html", tmp_path / name)
+        training = next(svg for title, svg in charts(dom).items() if title.startswith("Training"))
+        return [path.attrs["d"] for path in lines_with_points(training, 1)]
+
+    defaults = training_lines("defaults")
+    # 48 sequences: 6 steps of 8 over two epochs, each epoch's end validated on the last 16.
+    write_params(repo / "params.yaml", tiny_params(train={"batch_size": 8, "validation_sequences": 16, "epochs": 2}))
+    dvc(repo, "repro")
+    validated = training_lines("validated")
+    points = sorted(d.count("L") + 1 for d in validated)
+    assert all(d.count("L") + 1 == TINY_STEPS for d in defaults) and len(defaults) >= 2
+    # val_loss and val_accuracy: 2 points each (raw and smoothed); loss and accuracy: 12 each.
+    assert points.count(2) >= 2 and points.count(12) >= 2 and set(points) == {2, 12}

@@ -24,7 +24,8 @@ def dataset(tmp_path_factory):
 
 
 def train_params(**changes) -> TrainParams:
-    values = {"seed": 13, "batch_size": 16, "epochs": 1, "learning_rate": 0.01} | changes
+    values = {"seed": 13, "batch_size": 16, "epochs": 1, "learning_rate": 0.01,
+              "validation_sequences": 0, "validate_every": 0, "patience": 0} | changes
     return TrainParams(**values)
 
 
@@ -64,7 +65,8 @@ def test_loop_learns_and_writes_one_curve_row_per_step(dataset, tmp_path):
     write_curve(run.curve, tmp_path / "curve.csv")
     with open(tmp_path / "curve.csv") as file:
         rows = list(csv.DictReader(file))
-    assert list(rows[0]) == ["step", "epoch", "loss", "accuracy"] and len(rows) == 18
+    assert list(rows[0]) == ["step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"] and len(rows) == 18
+    assert all(row["val_loss"] == row["val_accuracy"] == "" for row in rows)
     assert float(rows[4]["loss"]) == pytest.approx(run.curve[4].loss, abs=1e-6)
 
 
