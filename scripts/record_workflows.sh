@@ -79,3 +79,5 @@ timed() {
     show dvc status
 } >"$LOG" 2>&1
 sed -i "s#$WORK#/tmp/WORK#g" "$LOG"
+# pip's notes about package locations of this machine's own configuration, not the project's.
+sed -i "/^WARNING: Location 'file:/d" "$LOG"
