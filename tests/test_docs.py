@@ -4,10 +4,12 @@ Every `python -m stages|bench|experiments.NAME ...` command shown names a module
 --help lists each flag used; every `bash run.sh JOB ...` names a job and options run.sh
 takes; every `-S key=value` names a params.yaml key and a value that validates; every
 relative link, and every repository path shown in code, exists (or is a git-ignored
-output). A unit test runs the same checks on a deliberately bad snippet.
+output). The README links every page of docs/, and its copy of metrics.json is the
+committed file's. A unit test runs the same checks on a deliberately bad snippet.
 """
 
 import functools
+import json
 import re
 import subprocess
 import sys
@@ -205,6 +207,13 @@ def test_readme_links_every_doc():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     linked = {(ROOT / target.partition("#")[0]).resolve() for target in LINK.findall(readme)}
     assert [str(doc.relative_to(ROOT)) for doc in DOCS[1:] if doc.resolve() not in linked] == []
+
+
+def test_readme_metrics_are_the_committed_metrics_json():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = re.search(r"\$ cat metrics\.json\n(\{.*?\n\})", readme, flags=re.S)
+    assert shown, "README.md shows no `cat metrics.json`"
+    assert json.loads(shown.group(1)) == json.loads((ROOT / "metrics.json").read_text(encoding="utf-8"))
 
 
 BAD_SNIPPET = """\
