@@ -34,7 +34,7 @@ TOP_FOLDERS = "stages|movingline|tests|bench|experiments|scripts|report|docs|plo
 PATH = re.compile(rf"^(?:\./)?(?:(?:{TOP_FOLDERS})/[\w./-]*|[\w.-]+\.(?:yaml|lock|toml|txt))$")
 # Shown as examples, not as files of this checkout: placeholders, and files the docs' history mentions.
 PLACEHOLDER = re.compile(r"X\b|NAME|\.\.\.|[*{<]")
-HISTORICAL_PATHS = {"movingline/chunks.py"}  # the hand-written deflate encoder, removed in commit 70170ae
+HISTORICAL_PATHS = {"movingline/chunks.py"}  # the hand-written deflate encoder, removed in commit c0b8282
 
 
 def code_of(text: str) -> list[str]:
