@@ -4,8 +4,8 @@ Every `python -m stages|bench|experiments.NAME ...` command shown names a module
 --help lists each flag used; every `bash run.sh JOB ...` names a job and options run.sh
 takes; every `-S key=value` names a params.yaml key and a value that validates; every
 relative link, and every repository path shown in code, exists (or is a git-ignored
-output). The README links every page of docs/, and its copy of metrics.json is the
-committed file's. A unit test runs the same checks on a deliberately bad snippet.
+output). The README links every page of docs/, its copy of metrics.json is the committed
+file's, and the output the docs quote from docs/workflows.log is in that log. A unit test runs the same checks on a deliberately bad snippet.
 """
 
 import functools
@@ -214,6 +214,44 @@ def test_readme_metrics_are_the_committed_metrics_json():
     shown = re.search(r"\$ cat metrics\.json\n(\{.*?\n\})", readme, flags=re.S)
     assert shown, "README.md shows no `cat metrics.json`"
     assert json.loads(shown.group(1)) == json.loads((ROOT / "metrics.json").read_text(encoding="utf-8"))
+
+
+def shown_output(text: str) -> list[str]:
+    """The output lines (not the `$ ` commands) of a text's console blocks, stripped."""
+    lines = []
+    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
+        lines += [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("$ ")]
+    return lines
+
+
+def missing_from_log(lines: list[str], log: str) -> list[str]:
+    """The lines not found in ``log``; `...` in a line stands for any text, alone for trimmed lines."""
+    logged = {line.strip() for line in log.splitlines()}
+    missing = []
+    for line in lines:
+        if line == "...":
+            continue
+        pattern = re.compile(".*".join(map(re.escape, line.split("..."))))
+        if line not in logged and not any(pattern.fullmatch(entry) for entry in logged):
+            missing.append(line)
+    return missing
+
+
+def test_output_shown_in_the_docs_is_in_the_workflow_log():
+    """Output quoted from docs/workflows.log is still there: rerunning scripts/record_workflows.sh
+    after a change that moves the digits makes this fail until the excerpts are copied again."""
+    log = (ROOT / "docs" / "workflows.log").read_text(encoding="utf-8")
+    experiments = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    predict = [block for block in re.findall(r"```console\n.*?```", readme, flags=re.S) if "stages.predict" in block]
+    assert predict, "README.md shows no predict output"
+    assert missing_from_log(shown_output(experiments) + shown_output("\n".join(predict)), log) == []
+
+
+def test_log_check_reports_a_line_that_is_not_in_the_log():
+    log = "$ dvc metrics diff\nmetrics.json  loss      0.00109  0.00039      -0.00071\nfile:///tmp/WORK/x/index.html\n"
+    shown = ["metrics.json  loss      0.00109  0.00039      -0.00071", "file:///.../index.html", "...", "accuracy 0.9"]
+    assert missing_from_log(shown, log) == ["accuracy 0.9"]
 
 
 BAD_SNIPPET = """\
