@@ -248,6 +248,23 @@ def test_output_shown_in_the_docs_is_in_the_workflow_log():
     assert missing_from_log(shown_output(experiments) + shown_output("\n".join(predict)), log) == []
 
 
+def test_figures_cited_from_the_workflow_log_match_it():
+    """The README's setup and repro times, and the commit and date both pages name, are the log's."""
+    log = (ROOT / "docs" / "workflows.log").read_text(encoding="utf-8")
+    commit = re.search(r"^# commit: (\w+)", log, flags=re.M).group(1)
+    date = re.search(r"^# date: ([\d-]+)", log, flags=re.M).group(1)
+    setup = re.search(r"^\$ bash run\.sh setup\n(?:.*\n)*?\[took (\d+) s\]", log, flags=re.M).group(1)
+    repro = re.search(r"^\$ dvc repro\n(?:.*\n)*?\[took (\d+) s\]", log, flags=re.M).group(1)
+    training = re.search(r"^trained \d+ steps in ([\d.]+) s", log, flags=re.M).group(1)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    row = {line.split("|")[1].strip(): line.split("|")[2] for line in readme.splitlines() if line.startswith("| `")}
+    assert f"commit {commit}, {date}" in readme
+    assert row["`bash run.sh setup` (create `.venv`, install `requirements.lock`)"].strip().startswith(f"{setup} s")
+    assert row["`dvc repro` at the default params"].strip() == f"{repro} s, of which training {round(float(training))} s"
+    experiments = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
+    assert f"({commit}) and the date ({date})" in experiments
+
+
 def test_log_check_reports_a_line_that_is_not_in_the_log():
     log = "$ dvc metrics diff\nmetrics.json  loss      0.00109  0.00039      -0.00071\nfile:///tmp/WORK/x/index.html\n"
     shown = ["metrics.json  loss      0.00109  0.00039      -0.00071", "file:///.../index.html", "...", "accuracy 0.9"]
