@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     from movingline.checkpoints import DEFAULT_SECONDS, TrainingState, save_checkpoint
-    from movingline.model import build_model, keras
+    from movingline.model import build_model
+    from movingline.runtime import keras
     from movingline.params import load_params
 
     params = load_params(args.params)

@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from movingline.cli import limit_threads
-
 log = logging.getLogger("best_weights")
 
 RUNS = {"reference": {}, "batch8": {"batch_size": 8}}  # train params each model sets (as in the grid)
@@ -42,13 +40,12 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("docs/best-weights.csv"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    limit_threads()
     from movingline.dataset import DatasetReader
     from movingline.evaluation import compute_metrics
     from movingline.generate import generate_dataset
-    from movingline.model import keras
     from movingline.params import load_params
     from movingline.prediction import predict_batches
+    from movingline.runtime import keras
     from movingline.training import train
 
     params = load_params(args.params)

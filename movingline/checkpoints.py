@@ -18,7 +18,6 @@ code, and the TensorFlow and Keras versions. A checkpoint with another fingerpri
 ignored, with a line naming what differs.
 """
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -76,16 +75,13 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(data: Path, params: dict[str, object], n_workers: int, threads: int) -> dict[str, str]:
+def fingerprint(data: Path, params: dict[str, object], n_workers: int) -> dict[str, str]:
     """What a run's checkpoint must match to be continued, by part (each a short hash or value).
 
     ``params`` holds the params that training reads (the model and train sections and the
-    frame size).
+    frame size). The thread count and the CPU kernel path are this process's.
     """
-    import keras
-    import tensorflow as tf
-
-    from movingline import batching, checkpoints, model, training
+    from movingline import batching, checkpoints, model, runtime, training
 
     modules = {"batching": batching, "checkpoints": checkpoints, "model": model, "training": training}
     code = hashlib.sha256()
@@ -95,9 +91,10 @@ def fingerprint(data: Path, params: dict[str, object], n_workers: int, threads: 
         "data file": _sha256_file(data)[:16],
         "params": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
         "workers": str(n_workers),
-        "threads": str(threads),
+        "threads": str(runtime.threads()),
+        "kernels": runtime.kernel_path(),
         "training code": code.hexdigest()[:16],
-        "versions": f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        "versions": f"TensorFlow {runtime.tf.__version__}, Keras {runtime.keras.__version__}",
     }
 
 
@@ -199,7 +196,3 @@ def remove_checkpoint(path: Path) -> None:
     path.unlink(missing_ok=True)
     for temporary in path.parent.glob(f".{path.name}.partial-*"):
         temporary.unlink(missing_ok=True)
-
-
-def state_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainingState)]

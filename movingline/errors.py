@@ -1,4 +1,4 @@
-"""The one exception type for input a user can fix."""
+"""The exceptions that stages turn into one line and an exit status."""
 
 
 class InputError(Exception):
@@ -10,3 +10,7 @@ class InputError(Exception):
 
 class ClusterError(Exception):
     """A training worker was lost, or never joined. Stages report it as one line and exit with status 3."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so cleanup runs as it does for Ctrl-C; stages exit with status 143."""

@@ -28,12 +28,13 @@ import numpy as np
 
 from movingline.batching import batch_bounds
 from movingline.checkpoints import CurveRow, TrainingState, load_checkpoint, save_checkpoint
-from movingline.cli import Terminated
 from movingline.dataset import DatasetReader
-from movingline.errors import ClusterError
-from movingline.model import build_model, keras, make_deterministic, tf
+from movingline.errors import ClusterError, Terminated
+from movingline.labels import THRESHOLD
+from movingline.model import build_model
 from movingline.params import ModelParams, TrainParams
-from movingline.sequences import THRESHOLD
+from movingline import runtime
+from movingline.runtime import keras, make_deterministic, tf
 
 log = logging.getLogger("train")
 
@@ -45,6 +46,7 @@ PEER_ERRORS = (
     tf.errors.AbortedError,
     tf.errors.InternalError,
 )
+
 
 def replica_rows(start: int, stop: int, replica: int, n_replicas: int) -> tuple[int, int]:
     """The rows of the global batch [start, stop) that replica ``replica`` of ``n_replicas`` reads.
@@ -272,7 +274,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     *,
     replica: int = 0,
-    progress: int | str = 0,
+    progress: int = 0,
     checkpointing: Checkpointing | None = None,
 ) -> TrainingRun:
     """Builds the model and trains it for ``params.epochs`` epochs under ``strategy`` (default: one process).
@@ -437,10 +439,13 @@ class _Validation:
 
 
 def describe_devices(strategy: tf.distribute.Strategy) -> str:
-    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0', for the log line that says where training runs."""
+    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0 (oneDNN, AVX2 kernels, 1 thread)',
+    for the log line that says where training runs and which kernels computed it."""
     n_workers = getattr(strategy.extended, "_num_workers", 1)
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    devices = ", ".join(gpus) if gpus else "/CPU:0"
+    n_threads = runtime.threads()
+    cpu = f"/CPU:0 ({runtime.kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"
+    devices = ", ".join([*gpus, cpu])
     workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
     return f"{workers} ({strategy.num_replicas_in_sync} replicas in all), devices here: {devices}"
 

@@ -8,20 +8,20 @@ the same inputs resumes from it (docs/training.md).
 
 import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 
 from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE
-from movingline.cli import add_path, positive_setting, run_stage, stage_parser
+from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
-from movingline.dataset import DatasetReader, require_size
+from movingline.dataset import DatasetReader
 from movingline.errors import InputError
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
-from movingline.resources import require_training_fits
+from movingline.preflight import require_size, require_training_fits
+from movingline.runtime import positive_setting
 
-log = logging.getLogger("train")
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -43,31 +43,29 @@ def main() -> None:
     check_destinations(args.model, args.curve, args.checkpoints / FILE_NAME)
     interval = positive_setting(SECONDS_VARIABLE, DEFAULT_SECONDS, "seconds")
     params = load_params(args.params)
-    chief = cluster is None or cluster.is_chief
+    is_chief = cluster is None or cluster.is_chief
     with DatasetReader(args.data) as reader:
-        require_size(reader, params.data.size, args.params)
+        require_size(args.data, reader.info.size, args.params, params.data.size)
         require_training_sequences(len(reader), params.train.validation_sequences, args.params, args.data)
         n_train = len(reader) - params.train.validation_sequences
         require_training_fits(params, args.params, min(params.train.batch_size, n_train))
         from movingline.checkpoints import fingerprint, remove_checkpoint
         from movingline.training import Checkpointing, describe_devices, train, write_curve
 
-        training_params = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
-                           "train": dataclasses.asdict(params.train)}
-        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or os.cpu_count() or 1)
-        run_fingerprint = fingerprint(args.data, training_params, cluster.n_workers if cluster else 1, threads)
-        checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, chief)
+        read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
+                "train": dataclasses.asdict(params.train)}
+        run_fingerprint = fingerprint(args.data, read, cluster.n_workers if cluster else 1)
+        checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, is_chief)
         strategy = make_strategy(cluster)
         print(f"train: training on {describe_devices(strategy)}", flush=True)
-        with reader.read_errors_unwrapped():
-            run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
-                        progress=(1 if sys.stdout.isatty() else 2) if chief else 0, checkpointing=checkpointing)
+        run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
+                    progress=(1 if sys.stdout.isatty() else 2) if is_chief else 0, checkpointing=checkpointing)
     steps = len(run.curve) - run.resumed_at
     log.info("trained %d steps in %.1f s (%.1f sequences/s)", steps, run.seconds, run.sequences_per_second)
     if run.resumed_at:
         log.info("train: %d steps in all, %.1f s of training with the interrupted runs", len(run.curve),
                  run.seconds + run.earlier_seconds)
-    if chief:
+    if is_chief:
         from movingline.model import save_model
 
         with atomic_outputs(args.model, args.curve) as (model_path, curve_path):

@@ -100,7 +100,7 @@ def test_validation_schedule():
 
 
 def validation_loss(model, reader: DatasetReader, start: int) -> float:
-    import keras
+    from movingline.runtime import keras
 
     frames, labels = reader.read_frames(start, len(reader)), reader.read_labels(start).astype(np.float32)
     probabilities = model.predict_on_batch(frames)
