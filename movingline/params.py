@@ -91,7 +91,8 @@ class TrainParams:
     # The last validation_sequences of the training file are held out and scored every
     # validate_every steps (0: at the end of each epoch); the saved model is then the best
     # validation loss's weights, and patience validations without improvement stop early
-    # (0: never). 0 held out: no validation, the reference's training.
+    # (0: never). 0 held out: no validation, the reference's training, and the other two
+    # have no effect (so that -S train.validation_sequences=0 alone turns validation off).
     validation_sequences: int = field(metadata=_NONE_OR_COUNT)
     validate_every: int = field(metadata=_NONE_OR_COUNT)
     patience: int = field(metadata=_NONE_OR_COUNT)
@@ -208,14 +209,6 @@ def _check_consistency(path: Path, params: Params) -> None:
             f"{model.kernel_size}x{model.kernel_size} convolution and {model.pool_size}x{model.pool_size} "
             f"pooling; at most {fitting} fit"
         )
-    train = params.train
-    if not train.validating:
-        for key, value in (("validate_every", train.validate_every), ("patience", train.patience)):
-            if value:
-                raise InputError(
-                    f"{path}: train.{key}: {value} needs validation, but train.validation_sequences is 0 "
-                    "(hold some sequences out, or set it to 0)"
-                )
     seeds = {
         "generate_train.seed": params.generate_train.seed,
         "generate_test.seed": params.generate_test.seed,

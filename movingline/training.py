@@ -295,6 +295,8 @@ def train(
             f"{n_replicas} replicas on {n_workers} worker(s): run one worker per GPU "
             "(set CUDA_VISIBLE_DEVICES per worker)"
         )
+    if not params.validating and (params.validate_every or params.patience):
+        log.info("train: train.validate_every and train.patience have no effect: train.validation_sequences is 0")
     make_deterministic(params.seed)
     size = reader.info.size
     with strategy.scope():

@@ -124,16 +124,6 @@ BAD_PARAMS = [
         tiny_params(train={"validation_sequences": -1}),
         ["train.validation_sequences: expected an integer of at least 0, found -1"],
     ),
-    (
-        "patience without validation",
-        tiny_params(train={"patience": 3}),
-        ["train.patience: 3 needs validation, but train.validation_sequences is 0"],
-    ),
-    (
-        "validate_every without validation",
-        tiny_params(train={"validate_every": 5}),
-        ["train.validate_every: 5 needs validation, but train.validation_sequences is 0"],
-    ),
     ("patience a float", tiny_params(train={"patience": 1.5}), ["train.patience: expected an integer", "found float 1.5"]),
     (
         "learning_rate 0",
