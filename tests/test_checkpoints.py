@@ -351,3 +351,25 @@ def test_a_killed_worker_then_a_restart_of_both_resumes(tmp_path, data, two_work
     assert "train: resuming from the checkpoint checkpoints/train.npz at step " in results[0][1]
     same_outputs(roots[0], two_workers_uninterrupted)
     assert not (roots[0] / "checkpoints/train.npz").exists() and not (roots[1] / "models").exists()
+
+
+@pytest.mark.slow
+def test_dvc_repro_after_an_interrupted_dvc_repro_resumes(tmp_path, uninterrupted):
+    """Ctrl-C in a terminal (SIGINT to the whole foreground group) during `dvc repro`, then `dvc repro` again."""
+    import os
+
+    from tests.conftest import git_project
+
+    repo = git_project(tmp_path / "repo", LONG_VALIDATED)
+    dvc = [str(Path(sys.executable).parent / "dvc"), "repro"]
+    env = stage_env() | ENV
+    process = subprocess.Popen(dvc, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    wait_for_checkpoint(repo, process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and (repo / "checkpoints/train.npz").exists(), stderr
+    result = subprocess.run(dvc, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "train: resuming from the checkpoint checkpoints/train.npz at step " in result.stdout + result.stderr
+    same_outputs(repo, uninterrupted["validated"])
