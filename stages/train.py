@@ -60,10 +60,10 @@ def main() -> None:
         print(f"train: training on {describe_devices(strategy)}", flush=True)
         run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
                     progress=(1 if sys.stdout.isatty() else 2) if is_chief else 0, checkpointing=checkpointing)
-    steps = len(run.curve) - run.resumed_at
+    steps = len(run.step_ends)  # this run's; a resumed run took the others before
     log.info("trained %d steps in %.1f s (%.1f sequences/s)", steps, run.seconds, run.sequences_per_second)
     if run.resumed_at:
-        log.info("train: %d steps in all, %.1f s of training with the interrupted runs", len(run.curve),
+        log.info("train: %d steps in all, %.1f s of training with the interrupted runs", run.resumed_at + steps,
                  run.seconds + run.earlier_seconds)
     if is_chief:
         from movingline.model import save_model
