@@ -304,21 +304,14 @@ def train(
         optimizer = keras.optimizers.Adam(learning_rate=params.learning_rate)
         optimizer.build(model.trainable_variables)
     weights, slots = _variables(model, optimizer)
-    state = _restored_state(checkpointing, weights, slots, replica == 0)
-    if n_replicas > 1:
-        state = _share_state(strategy, state, weights + slots, len(weights), replica == 0)
-    if state is not None:
-        _restore(weights + slots, state.weights + state.optimizer)
-        if replica == 0:
-            log.info("train: resuming from the checkpoint %s at step %d", checkpointing.path, state.step)
-    resumed_at = state.step if state is not None else 0
-    state = state or TrainingState(0, [], [], [])
+    state = _starting_state(checkpointing, strategy, weights, slots, replica)
+    resumed_at = state.step
     n_train = len(reader) - params.validation_sequences
     schedule = [(epoch, bounds) for epoch in range(1, params.epochs + 1) for bounds in batch_bounds(n_train, params.batch_size)]
     epoch_ends = {index for index, (epoch, _) in enumerate(schedule) if index + 1 == len(schedule) or schedule[index + 1][0] != epoch}
     validation = _Validation(reader, make_validation_step(model, strategy, size), n_train, params, replica, n_replicas)
     train_step = make_train_step(model, optimizer, strategy, size)
-    n_steps = -(-n_train // params.batch_size)
+    display = _Progress(progress, params.epochs, -(-n_train // params.batch_size))
     step_ends: list[float] = []
     previous_seconds = state.seconds
     start = time.perf_counter()
@@ -331,14 +324,12 @@ def train(
         save_checkpoint(checkpointing.path, state, checkpointing.fingerprint)
         log.debug("train: checkpoint at step %d saved in %.3f s", state.step, time.perf_counter() - began)
 
-    bar, epoch_sums, shown = None, np.zeros(2), 0
     batches = _local_batches(reader, [bounds for _, bounds in schedule[resumed_at:]], replica, n_replicas)
     with _Interruptions() as interruptions:
         for index in range(resumed_at, len(schedule)):
             epoch = schedule[index][0]
-            if progress and (index == resumed_at or schedule[index - 1][0] != epoch):
-                print(f"Epoch {epoch}/{params.epochs}", flush=True)
-                bar, epoch_sums, shown = keras.utils.Progbar(n_steps, verbose=progress), np.zeros(2), 0
+            if index == resumed_at or schedule[index - 1][0] != epoch:
+                display.start_epoch(epoch)
             frames, labels, global_size = next(batches)
             vote = np.float32(interruptions.signum is not None)
             with _peers_lost_as_cluster_error(replica, n_replicas, index + 1):
@@ -350,11 +341,7 @@ def train(
             state.curve.append(row)
             state.step = index + 1
             step_ends.append(time.perf_counter())
-            if bar is not None:
-                # Keras's display: the mean over the epoch so far, as fit shows it.
-                epoch_sums += (row.loss, row.accuracy)
-                shown += 1
-                bar.update(index % n_steps + 1, list(zip(("loss", "accuracy"), epoch_sums / shown)))
+            display.show(index, row)
             stopping = float(votes) > 0 or (interruptions.signum is not None and n_replicas == 1)
             if checkpointing is not None and checkpointing.writer and (
                 stopping or time.monotonic() - last_save >= checkpointing.interval_s
@@ -394,6 +381,44 @@ def _peers_lost_as_cluster_error(replica: int, n_replicas: int, step: int) -> It
             f"(it stopped, or the network failed; TensorFlow raised {type(error).__name__}); "
             "no model was written"
         ) from None
+
+
+class _Progress:
+    """Keras's progress display: 'Epoch N/M', then a bar (verbosity 1) or a line per epoch (2); 0 shows nothing."""
+
+    def __init__(self, verbosity: int, epochs: int, steps_per_epoch: int):
+        self.verbosity, self.epochs, self.steps_per_epoch = verbosity, epochs, steps_per_epoch
+        self.bar = None
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.verbosity:
+            print(f"Epoch {epoch}/{self.epochs}", flush=True)
+            self.bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbosity)
+            self.sums, self.shown = np.zeros(2), 0
+
+    def show(self, index: int, row: CurveRow) -> None:
+        """After step ``index`` (from 0, over all epochs): the mean over the epoch so far, as fit shows it."""
+        if self.bar is None:
+            return
+        self.sums += (row.loss, row.accuracy)
+        self.shown += 1
+        self.bar.update(index % self.steps_per_epoch + 1, list(zip(("loss", "accuracy"), self.sums / self.shown)))
+
+
+def _starting_state(
+    checkpointing: Checkpointing | None, strategy: tf.distribute.Strategy, weights: list, slots: list, replica: int
+) -> TrainingState:
+    """The state training starts from, restored into the model and optimiser: the checkpoint's
+    (read by the chief, broadcast to the other workers), or step 0."""
+    state = _restored_state(checkpointing, weights, slots, replica == 0)
+    if strategy.num_replicas_in_sync > 1:
+        state = _share_state(strategy, state, weights + slots, len(weights), replica == 0)
+    if state is None:
+        return TrainingState(0, [], [], [])
+    _restore(weights + slots, state.weights + state.optimizer)
+    if replica == 0:
+        log.info("train: resuming from the checkpoint %s at step %d", checkpointing.path, state.step)
+    return state
 
 
 def _restored_state(checkpointing: Checkpointing | None, weights: list, slots: list, chief: bool) -> TrainingState | None:
