@@ -1,4 +1,4 @@
-"""Speed and peak memory of the generate_train and train stages against the reference's approach.
+"""Speed and peak memory of the generate_train and train stages against the original example's approach.
 
     python -m bench.benchmark                      # size 50, 2,000 sequences (bash run.sh bench)
     python -m bench.benchmark --n-samples 5000 --repeat 5
@@ -8,7 +8,7 @@ Every measurement is one whole process, timed from start to exit, its peak resid
 read from the kernel's accounting of that one child (``os.wait4``). The project's stages
 run as a user runs them (``python -m stages.NAME``) on a params.yaml of the chosen size in a
 temporary folder, the HDF5 write and the model save included. The baseline (bench/baseline.py)
-generates the reference's way in one process, and generates then trains in another; its
+generates the original example's way in one process, and generates then trains in another; its
 training time is that process's time less its own generation, so both sides count the
 interpreter, the TensorFlow import, building the model and the epoch. Generation runs
 ``--repeat`` times and the median run counts (the range is printed too): the project's runs
@@ -112,7 +112,7 @@ def measure_project(folder: Path, size: int, n_samples: int, repeat: int, *, eva
 
 
 def measure_baseline(folder: Path, size: int, n_samples: int, repeat: int) -> list[Measurement]:
-    """The reference's generation (median of ``repeat``) and, in a process of its own, its training."""
+    """The baseline's generation (median of ``repeat``) and, in a process of its own, its training."""
     base = [sys.executable, "-m", "bench.baseline"]
     sizes = ["--size", str(size), "--n-samples", str(n_samples)]
     generation = repeated(

@@ -74,12 +74,18 @@ class KernelRun:
 
 
 def cpu_model(cpuinfo: str) -> str:
-    """The CPU's name from /proc/cpuinfo's text ('model name'), else what the platform module says."""
-    for line in cpuinfo.splitlines():
+    """The CPU's name from /proc/cpuinfo's text ('model name', with its family and model numbers,
+    which tell apart CPUs that virtual machines all call "Intel(R) Xeon(R) Processor"), else
+    what the platform module says."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            return value.strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
+        fields.setdefault(key.strip(), value.strip())
+    if not fields.get("model name"):
+        return platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']})"
+    return fields["model name"]
 
 
 def cpu_flag(cpuinfo: str, flag: str) -> bool | None:

@@ -6,7 +6,7 @@ from bench.kernels import ISA, ONEDNN, VARIANTS, KernelRun, cpu_flag, cpu_model,
 from bench.process import child_environment
 
 CPUINFO = (
-    "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+    "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
     "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_tile\n\nprocessor\t: 1\n"
 )
 
@@ -28,7 +28,8 @@ def test_each_setting_gets_only_its_own_kernel_variables_whatever_the_user_set(m
 
 
 def test_cpu_name_and_flag_come_from_cpuinfo():
-    assert cpu_model(CPUINFO) == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu_model(CPUINFO) == "Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143)"
+    assert cpu_model("model name\t: Ampere Altra\n") == "Ampere Altra"
     assert cpu_flag(CPUINFO, "avx512_vnni") is True
     assert cpu_flag(CPUINFO, "avx512_bf16") is False
     assert cpu_flag(CPUINFO.replace("avx512_vnni", "avx512_vnnix"), "avx512_vnni") is False
