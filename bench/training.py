@@ -45,11 +45,10 @@ def steady_rate(step_ends: list[float], batch_size: int) -> float:
 def run_fit(data: Path, params):
     """Keras's fit path: the project's model, compiled, `fit` for one epoch on uint8 batches.
     Returns the model and the time after each step."""
-    import keras
-
     from bench.fit import FrameBatches, compile_model
     from movingline.dataset import DatasetReader
-    from movingline.model import build_model, make_deterministic
+    from movingline.model import build_model
+    from movingline.runtime import keras, make_deterministic
 
     ends: list[float] = []
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 from experiments.learning_curve.grid import Result, Run
 from experiments.learning_curve.report import read_csv
-from movingline.cli import THREADS_VARIABLE, thread_share
 from movingline.errors import InputError
 from movingline.params import ModelParams
-from movingline.resources import parameter_count
+from movingline.runtime import THREADS_VARIABLE, thread_share
 
 log = logging.getLogger("learning_curve")
 
@@ -205,7 +204,7 @@ def collect(runs: list[Run], found: dict[str, dict]) -> list[Result]:
                 float(info["metrics"]["loss"]),
                 seconds,
                 source,
-                parameter_count(params["data"]["size"], model),
+                model.parameter_count(params["data"]["size"]),
                 describe_test_set(params),
             )
         )
