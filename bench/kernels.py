@@ -71,6 +71,7 @@ class KernelRun:
     wall_s: float
     peak_bytes: int
     model_md5: str
+    kernel_path: str  # as the child's movingline.runtime.kernel_path() named it
 
 
 def cpu_model(cpuinfo: str) -> str:
@@ -126,6 +127,7 @@ def summarise(runs: list[KernelRun]) -> dict[str, dict]:
                 "walls_s": [run.wall_s for run in ours],
                 "peak_mb": max(run.peak_bytes for run in ours) / 1e6,
                 "model_md5s": sorted({run.model_md5 for run in ours}),
+                "kernel_paths": sorted({run.kernel_path for run in ours}),
             }
     return summary
 
@@ -157,11 +159,12 @@ def write_results(folder: Path, runs: list[KernelRun], details: dict) -> tuple[P
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     with open(csv_path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(["variant", "run", "sequences_per_s", "wall_s", "peak_mb", "model_md5", "cpu", "commit", "date"])
+        header = ["variant", "run", "sequences_per_s", "wall_s", "peak_mb", "model_md5", "kernel_path", "cpu", "commit"]
+        writer.writerow([*header, "date"])
         for run in runs:
             writer.writerow(
                 [run.variant, run.run, f"{run.rate:.2f}", f"{run.wall_s:.2f}", f"{run.peak_bytes / 1e6:.0f}",
-                 run.model_md5, details["cpu"], details["commit"], details["date"]]
+                 run.model_md5, run.kernel_path, details["cpu"], details["commit"], details["date"]]
             )  # fmt: skip
     return json_path, csv_path
 
@@ -172,7 +175,9 @@ def measure(variant: Variant, run: int, data: Path, params: Path, folder: Path) 
         child_command("loop", data, params, result, model), folder / f"{variant.name}-{run}.log", variant.env
     )
     figures = json.loads(result.read_text(encoding="utf-8"))
-    return KernelRun(variant.name, run, figures["rate"], usage.wall_s, usage.peak_bytes, figures["model_md5"])
+    return KernelRun(
+        variant.name, run, figures["rate"], usage.wall_s, usage.peak_bytes, figures["model_md5"], figures["kernel_path"]
+    )
 
 
 def main() -> None:
@@ -216,9 +221,11 @@ def main() -> None:
                 runs.append(measure(variant, run, data, args.params, folder))
                 print(f"run {run} {variant.name}: {runs[-1].rate:.1f} sequences/s, {runs[-1].wall_s:.1f} s", flush=True)
     details["load_average_after"] = os.getloadavg()[0]
+    summary = summarise(runs)
     for variant in VARIANTS:
-        print(f"{variant.name}: {variant.meaning}")
-    for line in table(summarise(runs)):
+        ran = " / ".join(summary[variant.name]["kernel_paths"])
+        print(f"{variant.name}: {variant.meaning}; ran {ran}")
+    for line in table(summary):
         print(line)
     print(f"load average {details['load_average_after']:.2f} after (other work on the machine slows every setting)")
     json_path, csv_path = write_results(args.out, runs, details)

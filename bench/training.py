@@ -76,12 +76,15 @@ def run_loop(data: Path, params):
 
 
 def child(path: str, data: Path, params_path: Path, result: Path, model_path: Path | None) -> None:
-    """One measured run: trains by ``path``, writes its speed (and, with ``model_path``, the saved model's md5)."""
+    """One measured run: trains by ``path``, writes its speed and kernel path (and, with ``model_path``, the
+    saved model's md5)."""
     from movingline.params import load_params
+
+    from movingline.runtime import kernel_path
 
     params = load_params(params_path)
     model, ends = (run_fit if path == "fit" else run_loop)(data, params)
-    report = {"rate": steady_rate(ends, params.train.batch_size), "steps": len(ends)}
+    report = {"rate": steady_rate(ends, params.train.batch_size), "steps": len(ends), "kernel_path": kernel_path()}
     if model_path is not None:
         from movingline.model import save_model
 

@@ -1,6 +1,7 @@
 """The benchmarks run end to end at a tiny size and print every row; timings are never asserted."""
 
 import json
+import platform
 import re
 import sys
 from pathlib import Path
@@ -46,10 +47,15 @@ def test_kernel_benchmark_runs_each_setting_and_writes_its_results(tmp_path):
     assert re.search(r"^cpu: .+, \d+ CPUs; avx512_vnni: (yes|no|n/a)$", result.stdout, re.M)
     for setting in ("pinned", "default", "off"):
         assert re.search(rf"^{setting} +[0-9.]+ +[0-9.]+ +\d+  [0-9a-f]{{32}}  ", result.stdout, re.M)
+    if platform.machine() == "x86_64":
+        # Each child names the kernels it ran: the project's pin, TensorFlow's choice, Eigen.
+        assert re.search(r"^pinned: .*; ran oneDNN, AVX2 kernels$", result.stdout, re.M)
+        assert re.search(r"^default: .*; ran .*set by ONEDNN_MAX_CPU_ISA=ALL$", result.stdout, re.M)
+        assert re.search(r"^off: .*; ran Eigen kernels \(oneDNN off\); set by TF_ENABLE_ONEDNN_OPTS=0$", result.stdout, re.M)
     assert re.search(r"^pinned / default: [0-9.]+x the steady-state speed", result.stdout, re.M)
     assert re.search(r"^pinned / off: [0-9.]+x the steady-state speed", result.stdout, re.M)
     report = json.loads((tmp_path / "results" / "kernels.json").read_text())
     assert [run["variant"] for run in report["runs"]] == ["pinned", "default", "off"]
     assert report["cpu"] and report["commit"] and set(report["summary"]) == {"pinned", "default", "off"}
     rows = (tmp_path / "results" / "kernels.csv").read_text().splitlines()
-    assert rows[0].startswith("variant,run,sequences_per_s,wall_s,peak_mb,model_md5") and len(rows) == 4
+    assert rows[0].startswith("variant,run,sequences_per_s,wall_s,peak_mb,model_md5,kernel_path") and len(rows) == 4
