@@ -69,6 +69,7 @@ class KernelRun:
     run: int
     rate: float  # steady-state sequences/s
     wall_s: float
+    cpu_s: float  # the whole process's CPU time, user and system: less swayed by other work than wall time
     peak_bytes: int
     model_md5: str
     kernel_path: str  # as the child's movingline.runtime.kernel_path() named it
@@ -115,7 +116,8 @@ def commit() -> str:
 
 
 def summarise(runs: list[KernelRun]) -> dict[str, dict]:
-    """Per setting, in VARIANTS order: the median steady-state speed and wall time, each run's figures, the md5s."""
+    """Per setting, in VARIANTS order: the median steady-state speed, wall and CPU time, each run's figures,
+    the md5s and the kernel paths the children named."""
     summary = {}
     for variant in VARIANTS:
         ours = [run for run in runs if run.variant == variant.name]
@@ -123,6 +125,7 @@ def summarise(runs: list[KernelRun]) -> dict[str, dict]:
             summary[variant.name] = {
                 "rate": statistics.median(run.rate for run in ours),
                 "wall_s": statistics.median(run.wall_s for run in ours),
+                "cpu_s": statistics.median(run.cpu_s for run in ours),
                 "rates": [run.rate for run in ours],
                 "walls_s": [run.wall_s for run in ours],
                 "peak_mb": max(run.peak_bytes for run in ours) / 1e6,
@@ -133,20 +136,24 @@ def summarise(runs: list[KernelRun]) -> dict[str, dict]:
 
 
 def table(summary: dict[str, dict]) -> list[str]:
-    """The result lines: one row per setting, then the pinned setting's speed and wall time against the others."""
-    lines = [f"{'setting':8s} {'seq/s':>7s} {'wall s':>7s} {'peak MB':>8s}  {'model md5':32s}  seq/s, wall s of each run"]
+    """The result lines: one row per setting (medians), then the pinned setting's figures against the others'."""
+    header = f"{'setting':8s} {'seq/s':>7s} {'wall s':>7s} {'CPU s':>7s} {'peak MB':>8s}  {'model md5':32s}"
+    lines = [f"{header}  seq/s, wall s of each run"]
     for name, row in summary.items():
         runs = ", ".join(f"{rate:.1f} {wall:.1f}" for rate, wall in zip(row["rates"], row["walls_s"]))
         md5 = " / ".join(row["model_md5s"])  # more than one: the setting gave different bytes from run to run
-        lines.append(f"{name:8s} {row['rate']:7.1f} {row['wall_s']:7.1f} {row['peak_mb']:8.0f}  {md5:32s}  {runs}")
+        figures = f"{row['rate']:7.1f} {row['wall_s']:7.1f} {row['cpu_s']:7.1f} {row['peak_mb']:8.0f}"
+        lines.append(f"{name:8s} {figures}  {md5:32s}  {runs}")
     pinned = summary.get("pinned")
     for other in ("default", "off"):
         if pinned and other in summary:
             speed = pinned["rate"] / summary[other]["rate"]
             wall = pinned["wall_s"] / summary[other]["wall_s"]
+            cpu = pinned["cpu_s"] / summary[other]["cpu_s"]
             same = "same" if pinned["model_md5s"] == summary[other]["model_md5s"] else "different"
             lines.append(
-                f"pinned / {other}: {speed:.2f}x the steady-state speed, {wall:.2f}x the wall time; {same} model bytes"
+                f"pinned / {other}: {speed:.2f}x the steady-state speed, {wall:.2f}x the wall time, "
+                f"{cpu:.2f}x the CPU time; {same} model bytes"
             )
     return lines
 
@@ -159,11 +166,11 @@ def write_results(folder: Path, runs: list[KernelRun], details: dict) -> tuple[P
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     with open(csv_path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file, lineterminator="\n")
-        header = ["variant", "run", "sequences_per_s", "wall_s", "peak_mb", "model_md5", "kernel_path", "cpu", "commit"]
-        writer.writerow([*header, "date"])
+        header = ["variant", "run", "sequences_per_s", "wall_s", "cpu_s", "peak_mb", "model_md5", "kernel_path", "cpu"]
+        writer.writerow([*header, "commit", "date"])
         for run in runs:
             writer.writerow(
-                [run.variant, run.run, f"{run.rate:.2f}", f"{run.wall_s:.2f}", f"{run.peak_bytes / 1e6:.0f}",
+                [run.variant, run.run, f"{run.rate:.2f}", f"{run.wall_s:.2f}", f"{run.cpu_s:.2f}", f"{run.peak_bytes / 1e6:.0f}",
                  run.model_md5, run.kernel_path, details["cpu"], details["commit"], details["date"]]
             )  # fmt: skip
     return json_path, csv_path
@@ -176,7 +183,8 @@ def measure(variant: Variant, run: int, data: Path, params: Path, folder: Path) 
     )
     figures = json.loads(result.read_text(encoding="utf-8"))
     return KernelRun(
-        variant.name, run, figures["rate"], usage.wall_s, usage.peak_bytes, figures["model_md5"], figures["kernel_path"]
+        variant.name, run, figures["rate"], usage.wall_s, usage.cpu_s, usage.peak_bytes, figures["model_md5"],
+        figures["kernel_path"],
     )
 
 

@@ -46,7 +46,7 @@ def test_kernel_benchmark_runs_each_setting_and_writes_its_results(tmp_path):
     result = run([*command, "--out", str(tmp_path / "results")], ROOT)
     assert re.search(r"^cpu: .+, \d+ CPUs; avx512_vnni: (yes|no|n/a)$", result.stdout, re.M)
     for setting in ("pinned", "default", "off"):
-        assert re.search(rf"^{setting} +[0-9.]+ +[0-9.]+ +\d+  [0-9a-f]{{32}}  ", result.stdout, re.M)
+        assert re.search(rf"^{setting} +[0-9.]+ +[0-9.]+ +[0-9.]+ +\d+  [0-9a-f]{{32}}  ", result.stdout, re.M)
     if platform.machine() == "x86_64":
         # Each child names the kernels it ran: the project's pin, TensorFlow's choice, Eigen.
         assert re.search(r"^pinned: .*; ran oneDNN, AVX2 kernels$", result.stdout, re.M)

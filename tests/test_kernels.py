@@ -39,31 +39,38 @@ def test_cpu_name_and_flag_come_from_cpuinfo():
 
 def test_table_gives_medians_and_the_pinned_settings_ratios():
     runs = [
-        KernelRun("pinned", 1, 300.0, 20.0, 900_000_000, "a" * 32, "oneDNN"),
-        KernelRun("default", 1, 150.0, 30.0, 910_000_000, "b" * 32, "oneDNN"),
-        KernelRun("off", 1, 40.0, 60.0, 800_000_000, "c" * 32, "oneDNN"),
-        KernelRun("pinned", 2, 320.0, 22.0, 950_000_000, "a" * 32, "oneDNN"),
-        KernelRun("default", 2, 170.0, 34.0, 900_000_000, "d" * 32, "oneDNN"),
-        KernelRun("off", 2, 42.0, 62.0, 800_000_000, "c" * 32, "oneDNN"),
-        KernelRun("pinned", 3, 100.0, 90.0, 900_000_000, "a" * 32, "oneDNN"),
+        KernelRun("pinned", 1, 300.0, 20.0, 30.0, 900_000_000, "a" * 32, "oneDNN"),
+        KernelRun("default", 1, 150.0, 30.0, 50.0, 910_000_000, "b" * 32, "oneDNN"),
+        KernelRun("off", 1, 40.0, 60.0, 100.0, 800_000_000, "c" * 32, "oneDNN"),
+        KernelRun("pinned", 2, 320.0, 22.0, 32.0, 950_000_000, "a" * 32, "oneDNN"),
+        KernelRun("default", 2, 170.0, 34.0, 54.0, 900_000_000, "d" * 32, "oneDNN"),
+        KernelRun("off", 2, 42.0, 62.0, 110.0, 800_000_000, "c" * 32, "oneDNN"),
+        KernelRun("pinned", 3, 100.0, 90.0, 40.0, 900_000_000, "a" * 32, "oneDNN"),
     ]
     summary = summarise(runs)
     assert list(summary) == ["pinned", "default", "off"]
-    assert summary["pinned"]["rate"] == 300.0 and summary["pinned"]["wall_s"] == 22.0
+    assert (summary["pinned"]["rate"], summary["pinned"]["wall_s"], summary["pinned"]["cpu_s"]) == (300.0, 22.0, 32.0)
+    assert summary["pinned"]["kernel_paths"] == ["oneDNN"]
     assert summary["default"]["rate"] == 160.0 and summary["default"]["model_md5s"] == ["b" * 32, "d" * 32]
     lines = table(summary)
-    assert lines[1].split()[:4] == ["pinned", "300.0", "22.0", "950"]
+    assert lines[1].split()[:5] == ["pinned", "300.0", "22.0", "32.0", "950"]
     assert lines[1].endswith("300.0 20.0, 320.0 22.0, 100.0 90.0")
     assert f"{'b' * 32} / {'d' * 32}" in lines[2]
-    assert lines[4] == "pinned / default: 1.88x the steady-state speed, 0.69x the wall time; different model bytes"
-    assert lines[5] == "pinned / off: 7.32x the steady-state speed, 0.36x the wall time; different model bytes"
-    same = summarise([KernelRun("pinned", 1, 2.0, 1.0, 1, "e", "oneDNN"), KernelRun("default", 1, 1.0, 1.0, 1, "e", "oneDNN")])
-    assert table(same)[-1] == "pinned / default: 2.00x the steady-state speed, 1.00x the wall time; same model bytes"
+    assert lines[4] == (
+        "pinned / default: 1.88x the steady-state speed, 0.69x the wall time, 0.62x the CPU time; different model bytes"
+    )
+    assert lines[5] == (
+        "pinned / off: 7.32x the steady-state speed, 0.36x the wall time, 0.30x the CPU time; different model bytes"
+    )
+    same = summarise([KernelRun(name, 1, rate, 1.0, 1.0, 1, "e", "oneDNN") for name, rate in (("pinned", 2.0), ("default", 1.0))])
+    assert table(same)[-1] == (
+        "pinned / default: 2.00x the steady-state speed, 1.00x the wall time, 1.00x the CPU time; same model bytes"
+    )
 
 
 @pytest.mark.parametrize("missing", ["pinned", "default"])
 def test_table_leaves_out_a_ratio_it_cannot_compute(missing):
-    runs = [KernelRun(name, 1, 1.0, 1.0, 1, "e", "oneDNN") for name in ("pinned", "default", "off") if name != missing]
+    runs = [KernelRun(name, 1, 1.0, 1.0, 1.0, 1, "e", "oneDNN") for name in ("pinned", "default", "off") if name != missing]
     lines = table(summarise(runs))
     assert not any(line.startswith(f"pinned / {missing}") for line in lines)
     assert len(lines) == 3 + (missing == "default")
