@@ -170,7 +170,8 @@ def write_results(folder: Path, runs: list[KernelRun], details: dict) -> tuple[P
         writer.writerow([*header, "commit", "date"])
         for run in runs:
             writer.writerow(
-                [run.variant, run.run, f"{run.rate:.2f}", f"{run.wall_s:.2f}", f"{run.cpu_s:.2f}", f"{run.peak_bytes / 1e6:.0f}",
+                [run.variant, run.run, f"{run.rate:.2f}", f"{run.wall_s:.2f}", f"{run.cpu_s:.2f}",
+                 f"{run.peak_bytes / 1e6:.0f}",
                  run.model_md5, run.kernel_path, details["cpu"], details["commit"], details["date"]]
             )  # fmt: skip
     return json_path, csv_path
@@ -199,7 +200,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each setting (default: %(default)s)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--data", type=Path, help="an existing training set at --params' size (skips generating one)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for kernels.json and kernels.csv (default: bench/results)")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for kernels.json and kernels.csv (default: bench/results)"
+    )
     args = parser.parse_args()
     if args.n_samples < 1 or args.repeat < 1:
         parser.error("--n-samples and --repeat must be at least 1")
@@ -218,7 +221,8 @@ def main() -> None:
         "variants": {variant.name: variant.meaning for variant in VARIANTS},
         "load_average_before": os.getloadavg()[0],
     }
-    print(f"cpu: {details['cpu']}, {details['cpus']} CPUs; avx512_vnni: {'n/a' if vnni is None else 'yes' if vnni else 'no'}")
+    has_vnni = "n/a" if vnni is None else "yes" if vnni else "no"
+    print(f"cpu: {details['cpu']}, {details['cpus']} CPUs; avx512_vnni: {has_vnni}")
     print(f"commit {details['commit']}, {details['date']}, load average {details['load_average_before']:.2f} before")
     runs: list[KernelRun] = []
     with tempfile.TemporaryDirectory(prefix="movingline-kernels-") as folder:

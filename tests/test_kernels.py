@@ -6,7 +6,8 @@ from bench.kernels import ISA, ONEDNN, VARIANTS, KernelRun, cpu_flag, cpu_model,
 from bench.process import child_environment
 
 CPUINFO = (
-    "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+    "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+    "model name\t: Intel(R) Xeon(R) Platinum 8480+\n"
     "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni amx_tile\n\nprocessor\t: 1\n"
 )
 
@@ -62,7 +63,8 @@ def test_table_gives_medians_and_the_pinned_settings_ratios():
     assert lines[5] == (
         "pinned / off: 7.32x the steady-state speed, 0.36x the wall time, 0.30x the CPU time; different model bytes"
     )
-    same = summarise([KernelRun(name, 1, rate, 1.0, 1.0, 1, "e", "oneDNN") for name, rate in (("pinned", 2.0), ("default", 1.0))])
+    rates = (("pinned", 2.0), ("default", 1.0))
+    same = summarise([KernelRun(name, 1, rate, 1.0, 1.0, 1, "e", "oneDNN") for name, rate in rates])
     assert table(same)[-1] == (
         "pinned / default: 2.00x the steady-state speed, 1.00x the wall time, 1.00x the CPU time; same model bytes"
     )
@@ -70,7 +72,8 @@ def test_table_gives_medians_and_the_pinned_settings_ratios():
 
 @pytest.mark.parametrize("missing", ["pinned", "default"])
 def test_table_leaves_out_a_ratio_it_cannot_compute(missing):
-    runs = [KernelRun(name, 1, 1.0, 1.0, 1.0, 1, "e", "oneDNN") for name in ("pinned", "default", "off") if name != missing]
+    names = [name for name in ("pinned", "default", "off") if name != missing]
+    runs = [KernelRun(name, 1, 1.0, 1.0, 1.0, 1, "e", "oneDNN") for name in names]
     lines = table(summarise(runs))
     assert not any(line.startswith(f"pinned / {missing}") for line in lines)
     assert len(lines) == 3 + (missing == "default")

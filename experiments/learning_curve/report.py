@@ -169,7 +169,8 @@ def markdown(
         else:
             lines.append(
                 f"- {model}: {summary.budget:,} training sequences, {_seconds(summary.seconds_mean)} s of training "
-                f"(worst seed {_seconds(summary.seconds_worst)} s); worst accuracy {_four_places(summary.accuracy_worst)}."
+                f"(worst seed {_seconds(summary.seconds_worst)} s); "
+                f"worst accuracy {_four_places(summary.accuracy_worst)}."
             )
     reached = [s for s in answer.values() if s is not None]
     if reached:
