@@ -60,4 +60,4 @@ def test_kernel_benchmark_runs_each_setting_and_writes_its_results(tmp_path):
     assert [run["variant"] for run in report["runs"]] == ["pinned", "default", "off"]
     assert report["cpu"] and report["commit"] and set(report["summary"]) == {"pinned", "default", "off"}
     rows = (tmp_path / "results" / "kernels.csv").read_text().splitlines()
-    assert rows[0].startswith("variant,run,sequences_per_s,wall_s,peak_mb,model_md5,kernel_path") and len(rows) == 4
+    assert rows[0].startswith("variant,run,sequences_per_s,wall_s,cpu_s,peak_mb,model_md5,kernel_path") and len(rows) == 4
