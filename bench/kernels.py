@@ -31,12 +31,12 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.machine import cpu_flag, cpu_model, read_cpuinfo
 from bench.process import ROOT, run_measured
 from bench.training import child_command, training_set
 
@@ -73,37 +73,6 @@ class KernelRun:
     peak_bytes: int
     model_md5: str
     kernel_path: str  # as the child's movingline.runtime.kernel_path() named it
-
-
-def cpu_model(cpuinfo: str) -> str:
-    """The CPU's name from /proc/cpuinfo's text ('model name', with its family and model numbers,
-    which tell apart CPUs that virtual machines all call "Intel(R) Xeon(R) Processor"), else
-    what the platform module says."""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    if not fields.get("model name"):
-        return platform.processor() or platform.machine() or "unknown CPU"
-    if "cpu family" in fields and "model" in fields:
-        return f"{fields['model name']} (family {fields['cpu family']}, model {fields['model']})"
-    return fields["model name"]
-
-
-def cpu_flag(cpuinfo: str, flag: str) -> bool | None:
-    """Whether /proc/cpuinfo's text lists ``flag`` among the CPU's flags; None where it lists none."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return flag in value.split()
-    return None
-
-
-def read_cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def commit() -> str:

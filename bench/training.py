@@ -79,7 +79,6 @@ def child(path: str, data: Path, params_path: Path, result: Path, model_path: Pa
     """One measured run: trains by ``path``, writes its speed and kernel path (and, with ``model_path``, the
     saved model's md5)."""
     from movingline.params import load_params
-
     from movingline.runtime import kernel_path
 
     params = load_params(params_path)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench.kernels import ISA, ONEDNN, VARIANTS, KernelRun, cpu_flag, cpu_model, summarise, table
+from bench.kernels import ISA, ONEDNN, VARIANTS, KernelRun, summarise, table
+from bench.machine import cpu_flag, cpu_model
 from bench.process import child_environment
 
 CPUINFO = (
