@@ -2,9 +2,9 @@
 
 Every stage loads and validates the whole file at start-up, so a typo in any section
 stops the run before work starts, with a message that names the file and the key.
-Every value comes from params.yaml: a key missing there is an error. (The one dataclass
-default, model.conv_layers = 1, only lets code that builds the reference ModelParams
-directly leave it out.)
+Every value comes from params.yaml: a key missing there is an error. (The dataclass
+defaults, model.conv_layers = 1 and the train section's 0 for validation, only let code
+that builds the reference ModelParams or TrainParams directly leave them out.)
 """
 
 import dataclasses
@@ -93,9 +93,9 @@ class TrainParams:
     # validation loss's weights, and patience validations without improvement stop early
     # (0: never). 0 held out: no validation, the reference's training, and the other two
     # have no effect (so that -S train.validation_sequences=0 alone turns validation off).
-    validation_sequences: int = field(metadata=_NONE_OR_COUNT)
-    validate_every: int = field(metadata=_NONE_OR_COUNT)
-    patience: int = field(metadata=_NONE_OR_COUNT)
+    validation_sequences: int = field(default=0, metadata=_NONE_OR_COUNT)
+    validate_every: int = field(default=0, metadata=_NONE_OR_COUNT)
+    patience: int = field(default=0, metadata=_NONE_OR_COUNT)
 
     @property
     def validating(self) -> bool:
