@@ -314,9 +314,10 @@ def make_strategy(cluster: Cluster | None):
         f"error: {VARIABLE}: worker {cluster.rank} of {cluster.n_workers} waited {peer_timeout} s for the other "
         f"workers to join and gave up (start every worker in {VARIABLE}, or raise {PEER_TIMEOUT_VARIABLE})"
     )
+    sigterm_handler = signal.getsignal(signal.SIGTERM)
     with _watchdog(peer_timeout, message):
         try:
-            return tf.distribute.MultiWorkerMirroredStrategy(
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(
                 communication_options=tf.distribute.experimental.CommunicationOptions(
                     implementation=tf.distribute.experimental.CommunicationImplementation.RING
                 )
@@ -324,6 +325,11 @@ def make_strategy(cluster: Cluster | None):
         except tf.errors.OpError as error:
             problem = f"worker {cluster.rank} could not join the others: {error.message}"
             raise ClusterError(f"{VARIABLE}: {problem}") from None
+    # TensorFlow's coordination service takes SIGTERM over for its own preemption notices,
+    # which this trainer does not use; without this a worker ignored SIGTERM (Slurm's signal
+    # before a time limit) and trained on.
+    signal.signal(signal.SIGTERM, sigterm_handler)
+    return strategy
 
 
 # Run as a separate process: sleeps, then, if its parent is still waiting, says why and ends it.
