@@ -7,7 +7,7 @@ tests/test_training.py checks that the loop takes the same steps as ``fit``.
 import numpy as np
 
 from movingline.dataset import DatasetReader
-from movingline.model import keras
+from movingline.runtime import keras
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:

@@ -41,7 +41,7 @@ def run_fit(data: Path, params) -> list[float]:
 
     from movingline.dataset import DatasetReader
     from bench.fit import FrameBatches, compile_model
-    from movingline.model import make_deterministic
+    from movingline.runtime import make_deterministic
 
     class Float32Batches(FrameBatches):
         def __getitem__(self, index):

@@ -31,10 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from movingline.cli import THREADS_VARIABLE, run_stage, thread_share
+from movingline.cli import run_stage
 from movingline.errors import InputError
 from movingline.params import ModelParams, load_params
-from movingline.resources import parameter_count
+from movingline.runtime import THREADS_VARIABLE, thread_share
 
 log = logging.getLogger("learning_curve")
 
@@ -287,7 +287,7 @@ def collect(runs: list[Run], found: dict[str, dict]) -> list[Result]:
                 float(info["metrics"]["loss"]),
                 seconds,
                 source,
-                parameter_count(params["data"]["size"], model),
+                model.parameter_count(params["data"]["size"]),
                 f"{params['generate_test']['n_samples']} sequences of {params['data']['size']}x"
                 f"{params['data']['size']} frames, generate_test.seed = {params['generate_test']['seed']}",
             )

@@ -32,10 +32,17 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from movingline.cli import THREADS_VARIABLE, debugging, limit_threads, positive_setting, thread_share
 from movingline.errors import ClusterError, InputError
+from movingline.runtime import (
+    THREADS_VARIABLE,
+    configure_coordination,
+    debugging,
+    limit_threads,
+    positive_setting,
+    thread_share,
+)
 
-log = logging.getLogger("train")
+log = logging.getLogger(__name__)
 
 VARIABLE = "TF_CONFIG"
 PEER_TIMEOUT_VARIABLE = "MOVINGLINE_PEER_TIMEOUT"
@@ -282,7 +289,7 @@ def make_strategy(cluster: Cluster | None):
     It returns once every worker has joined; a peer that does not join within
     MOVINGLINE_PEER_TIMEOUT ends this process with an error.
     """
-    from movingline.model import tf
+    from movingline.runtime import tf
 
     if cluster is None:
         return tf.distribute.get_strategy()
@@ -290,21 +297,10 @@ def make_strategy(cluster: Cluster | None):
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     peer_timeout = positive_setting(PEER_TIMEOUT_VARIABLE, DEFAULT_PEER_TIMEOUT_S, "seconds")
     heartbeat_timeout = positive_setting(HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_S, "seconds")
-    from tensorflow.python.eager import context
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-
-    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=n) for job, n in cluster.job_sizes]
     # The strategy configures TensorFlow's coordination service itself, but without a way to
     # set its timeouts: configured first, it keeps ours. The service's heartbeats are what
     # notice a dead worker; its registration barrier is what makes a lone chief wait.
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=f"/job:{cluster.job_sizes[0][0]}/replica:0/task:0",
-        coordinated_jobs=jobs,
-        cluster_register_timeout_in_ms=peer_timeout * 1000,
-        heartbeat_timeout_in_ms=heartbeat_timeout * 1000,
-        shutdown_barrier_timeout_in_ms=peer_timeout * 1000,
-    )
+    configure_coordination(cluster.job_sizes, peer_timeout, heartbeat_timeout)
     log.info(
         "train: worker %d of %d, waiting up to %d s (%s) for the others to join: %s",
         cluster.rank, cluster.n_workers, peer_timeout, PEER_TIMEOUT_VARIABLE,

@@ -6,7 +6,6 @@ in files given to predict), plus attributes naming the format, its version, ``si
 ``n_samples`` and ``seed``. Readers check all of it and raise InputError naming the file.
 """
 
-import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -94,7 +93,6 @@ class DatasetReader:
             raise
         self._frames = self._file["frames"]
         self._labels = self._file["labels"] if self.info.has_labels else None
-        self._read_error: InputError | None = None
 
     def __enter__(self) -> "DatasetReader":
         return self
@@ -142,31 +140,7 @@ class DatasetReader:
             self._fail(f"'labels' cannot be read (HDF5: {_hdf5_reason(error)}); regenerate the file")
 
     def _fail(self, problem: str) -> NoReturn:
-        self._read_error = InputError(f"{self.path}: {problem}")
-        raise self._read_error
-
-    @contextlib.contextmanager
-    def read_errors_unwrapped(self) -> Iterator[None]:
-        """Re-raises a read error that Keras or tf.data wrapped in an exception of its own.
-
-        Keras reads batches inside tf.data, which turns our InputError into a TensorFlow
-        error holding a traceback; the user should see the one-line message instead.
-        """
-        try:
-            yield
-        except Exception:
-            if self._read_error is not None:
-                raise self._read_error from None
-            raise
-
-
-def require_size(reader: DatasetReader, size: int, params_path: Path) -> None:
-    """Raises InputError if the file holds frames of another size than params' data.size."""
-    if reader.info.size != size:
-        raise InputError(
-            f"{reader.path}: holds {reader.info.size}x{reader.info.size} frames, but {params_path} sets "
-            f"data.size = {size} (regenerate it with `dvc repro generate_train`)"
-        )
+        raise InputError(f"{self.path}: {problem}")
 
 
 def _hdf5_reason(error: Exception) -> str:

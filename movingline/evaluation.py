@@ -5,7 +5,7 @@ Pure functions on arrays; the evaluate stage writes what they return.
 
 import numpy as np
 
-from movingline.sequences import LABEL_NAMES, LEFT, RIGHT, THRESHOLD
+from movingline.labels import LABEL_NAMES, LEFT, RIGHT, THRESHOLD
 
 
 def predicted_labels(probabilities: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def confusion_rows(labels: np.ndarray, probabilities: np.ndarray) -> list[dict[s
     return [{"actual": LABEL_NAMES[int(a)], "predicted": LABEL_NAMES[int(p)]} for a, p in zip(labels, predicted)]
 
 
-def summary(metrics: dict[str, float | int | None]) -> str:
+def metrics_summary(metrics: dict[str, float | int | None]) -> str:
     """The metrics as one line, e.g. "1000 sequences: accuracy 1.0000, loss 0.0123, ..."."""
     scores = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items() if isinstance(value, float))
     return f"{metrics['n_samples']} sequences: {scores}"

@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from movingline.dataset import write_dataset
-from movingline.params import Params
 from movingline.plots import save_frame_strip
-from movingline.resources import DEFLATE_BEST_RATIO, require_disk, require_memory, require_walks_fit, sequence_bytes
+from movingline.preflight import sequence_bytes
 from movingline.sequences import iter_frame_batches, render_frames, sample_walks
 
 # Samples are rendered and written in batches of at most this many, or fewer where the
@@ -27,6 +26,11 @@ def render_batch_size(size: int) -> int:
     return max(1, min(MAX_BATCH_SAMPLES, RENDER_BATCH_BYTES // sequence_bytes(size)))
 
 
+def most_rendered_at_once(size: int) -> int:
+    """The most sequences whose frames are held at once: a batch, or the strip's few."""
+    return max(render_batch_size(size), STRIP_SEQUENCES)
+
+
 def progress_bar(total: int, label: str):
     """A tqdm bar on a terminal; elsewhere (DVC logs, CI) a silent stand-in, without importing tqdm."""
     if not sys.stderr.isatty():
@@ -34,21 +38,6 @@ def progress_bar(total: int, label: str):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="seq", desc=label)
-
-
-def require_generation_fits(params: Params, params_path: Path, section: str, output: Path) -> None:
-    """Refuses, before any work, a set whose walks, render batches or file would not fit here."""
-    size, n_samples = params.data.size, getattr(params, section).n_samples
-    # The batch's frames, h5py's copy of a chunk and the compressor's buffers.
-    batch_bytes = max(render_batch_size(size), STRIP_SEQUENCES) * sequence_bytes(size) * 3
-    require_memory(batch_bytes, "rendering one batch", f"{params_path}: data.size = {size}")
-    require_walks_fit(n_samples, size, f"{params_path}: {section}.n_samples = {n_samples}")
-    require_disk(
-        n_samples * sequence_bytes(size) // DEFLATE_BEST_RATIO,
-        output.parent,
-        f"{n_samples} compressed sequences",
-        f"{params_path}: data.size = {size}, {section}.n_samples = {n_samples}",
-    )
 
 
 def generate_dataset(

@@ -10,29 +10,31 @@ that form). Training itself is movingline/training.py; Keras's ``fit`` path, whi
 replaced, is kept in bench/fit.py as the benchmark's and the tests' reference.
 """
 
+from __future__ import annotations
+
 import io
 import json
 import os
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from movingline.cli import stderr_silenced
+import numpy as np
 
-# TensorFlow's C++ start-up notices (oneDNN, CPU features) are written before its logging
-# can be configured, so they are kept off the terminal while it loads. An import error
-# still surfaces as a Python exception.
-with stderr_silenced():
+from movingline import runtime
+from movingline.errors import InputError
+from movingline.params import ModelParams
+
+if TYPE_CHECKING:
     import keras
-    import tensorflow as tf
 
-import numpy as np  # noqa: E402
-
-from movingline.errors import InputError  # noqa: E402
-from movingline.params import ModelParams  # noqa: E402
+# TensorFlow loads (through movingline.runtime) on the first call that needs it, so that
+# load_model refuses a wrong path at once, and importing this module stays cheap.
 
 
 def build_model(size: int, params: ModelParams, *, time_distributed: bool = False) -> keras.Model:
     """The uncompiled CNN-LSTM for frames of ``size`` x ``size``; any number of timesteps."""
+    keras = runtime.keras
     # Frames come in as the uint8 they are stored as, and become float32 inside the model:
     # a quarter of the bytes to feed, and about 20% faster training (bench/training.py).
     # Rescaling by 1 is the built-in layer that casts, so load_model needs nothing of ours.
@@ -58,12 +60,6 @@ def build_model(size: int, params: ModelParams, *, time_distributed: bool = Fals
     x = keras.layers.LSTM(params.lstm_units, name="lstm")(x)
     probability = keras.layers.Dense(1, activation="sigmoid", name="right")(x)
     return keras.Model(frames, probability, name="cnn_lstm")
-
-
-def make_deterministic(seed: int) -> None:
-    """Seeds Python, NumPy and TensorFlow, and makes TensorFlow ops deterministic."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 def frame_size(model: keras.Model) -> int:
@@ -138,7 +134,7 @@ def load_model(path: str | Path) -> keras.Model:
     if missing:
         raise InputError(f"{path}: a zip archive but not a Keras model (it has no {missing[0]})")
     try:
-        model = keras.models.load_model(path)
+        model = runtime.keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged file
         detail = " ".join(str(error).split())[:300]
         raise InputError(f"{path}: cannot load the Keras model ({type(error).__name__}: {detail})") from None
@@ -148,28 +144,4 @@ def load_model(path: str | Path) -> keras.Model:
             f"{path}: the model takes input of shape {shape}, "
             "expected (batch, time, size, size, 1) as the train stage builds"
         )
-    return model
-
-
-def check_frame_size(model: keras.Model, model_path: Path, size: int, source: Path, *, from_params: bool = False) -> None:
-    """Raises InputError if the model was built for frames of another size than ``size``.
-
-    ``source`` is the dataset holding frames of ``size`` or, with ``from_params``, the
-    params file whose data.size it is.
-    """
-    if frame_size(model) == size:
-        return
-    if from_params:
-        found = f"{source} sets data.size = {size} (retrain it with `dvc repro train`)"
-    else:
-        found = f"{source} holds {size}x{size} frames (retrain it, or give data of that size)"
-    raise InputError(
-        f"{model_path}: the model was trained on {frame_size(model)}x{frame_size(model)} frames, but {found}"
-    )
-
-
-def load_checked_model(path: Path, size: int, source: Path, *, from_params: bool = False) -> keras.Model:
-    """``load_model``, then ``check_frame_size`` against the frames of ``source``."""
-    model = load_model(path)
-    check_frame_size(model, path, size, source, from_params=from_params)
     return model

@@ -72,6 +72,14 @@ class ModelParams:
         """Length of the vector the CNN gives the LSTM for each frame."""
         return self.block_sides(size)[-1][1] ** 2 * self.filters
 
+    def parameter_count(self, size: int) -> int:
+        """Weights of the CNN-LSTM that model.build_model builds (240,661 for the reference at size 50)."""
+        first_conv = self.kernel_size * self.kernel_size * self.filters + self.filters
+        later_conv = self.kernel_size * self.kernel_size * self.filters * self.filters + self.filters
+        conv = first_conv + (self.conv_layers - 1) * later_conv
+        lstm = 4 * self.lstm_units * (self.features(size) + self.lstm_units + 1)
+        return conv + lstm + self.lstm_units + 1
+
 
 @dataclass(frozen=True)
 class TrainParams:

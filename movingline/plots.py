@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from movingline.sequences import LABEL_NAMES
+from movingline.labels import LABEL_NAMES
 
 
 def save_frame_strip(frames: np.ndarray, labels: np.ndarray, path: Path, n_steps: int = 8) -> None:
@@ -44,13 +44,6 @@ def save_frame_strip(frames: np.ndarray, labels: np.ndarray, path: Path, n_steps
     image.save(path, format="PNG")
 
 
-def drawing_times(frames: np.ndarray) -> np.ndarray:
-    """For sequences (n, t, s, s, 1): the frame in which each pixel first appears, NaN where none does."""
-    n_frames = frames.shape[1]
-    appearances = frames[..., 0].sum(axis=1, dtype=np.int32)
-    return np.where(appearances > 0, n_frames - appearances, np.nan)
-
-
 def save_prediction_grid(
     times: np.ndarray,
     probabilities: np.ndarray,
@@ -59,7 +52,7 @@ def save_prediction_grid(
     path: Path,
     n_columns: int = 4,
 ) -> None:
-    """Each sequence as one picture coloured by drawing time (``drawing_times``), captioned;
+    """Each sequence as one picture coloured by drawing time (``sequences.drawing_times``), captioned;
     the caption is green where ``correct``, red where not, black where unknown."""
     import matplotlib
 

@@ -13,10 +13,8 @@ import numpy as np
 
 from movingline.dataset import DatasetReader
 from movingline.evaluation import predicted_labels
-from movingline.params import Params
-from movingline.plots import drawing_times
-from movingline.resources import require_prediction_fits, require_walks_fit
-from movingline.sequences import LABEL_NAMES, iter_frame_batches, sample_walks
+from movingline.labels import LABEL_NAMES
+from movingline.sequences import drawing_times, iter_frame_batches, sample_walks
 
 Batches = Iterator[tuple[np.ndarray, np.ndarray | None]]
 
@@ -29,26 +27,21 @@ N_SHOWN = 8
 class Predictions:
     probabilities: np.ndarray  # (n,) float64, probability of "right"
     expected: np.ndarray | None  # (n,) uint8 labels, None where the input has none
-    shown_times: np.ndarray  # drawing times (plots.drawing_times) of the first sequences
+    shown_times: np.ndarray  # drawing times (sequences.drawing_times) of the first sequences
 
     @property
     def predicted(self) -> np.ndarray:
         return predicted_labels(self.probabilities)
 
 
-def fresh_batches(params: Params, params_path: Path) -> Batches:
-    """Batches of predict.n_samples fresh sequences drawn with predict.seed, once they are known to fit."""
-    size, settings = params.data.size, params.predict
-    require_prediction_fits(PREDICT_BATCH_SIZE, size, f"{params_path}: data.size = {size}")
-    require_walks_fit(settings.n_samples, size, f"{params_path}: predict.n_samples = {settings.n_samples}")
-    walks = sample_walks(np.random.default_rng(settings.seed), settings.n_samples, size)
+def fresh_batches(size: int, n_samples: int, seed: int) -> Batches:
+    """Batches of ``n_samples`` fresh sequences of ``size`` drawn with ``seed``."""
+    walks = sample_walks(np.random.default_rng(seed), n_samples, size)
     return iter_frame_batches(walks, PREDICT_BATCH_SIZE)
 
 
 def file_batches(reader: DatasetReader) -> Batches:
-    """Batches of a dataset file's sequences (labels None if it has none), once they are known to fit."""
-    size = reader.info.size
-    require_prediction_fits(min(PREDICT_BATCH_SIZE, len(reader)), size, f"{reader.path} ({size}x{size} frames)")
+    """Batches of a dataset file's sequences (labels None if it has none)."""
     return reader.iter_batches(PREDICT_BATCH_SIZE)
 
 
@@ -89,22 +82,6 @@ def write_table(table: list[list[object]], path: Path) -> None:
         csv.writer(file, lineterminator="\n").writerows(table)
 
 
-def output_paths(input_path: Path | None, output: Path | None, image: Path | None) -> tuple[Path, Path]:
-    """The CSV and PNG the predict stage writes; ValueError for a combination it must refuse.
-
-    Fresh sequences go to predictions.csv and plots/predictions.png (the pipeline's outputs).
-    With an input file, the CSV must be named, so that those are not overwritten; the PNG
-    defaults to the CSV's name with .png.
-    """
-    if input_path is not None and output is None:
-        raise ValueError("--output is required with --input, so that the pipeline's predictions.csv is not overwritten")
-    output = output or Path("predictions.csv")
-    image = image or (output.with_suffix(".png") if input_path is not None else Path("plots/predictions.png"))
-    if output.suffix == ".png" or image == output:
-        raise ValueError(f"--output {output} and --image {image} must be two different files, a .csv and a .png")
-    return output, image
-
-
 def caption(expected: int | None, predicted: int) -> str:
     """The reference's prediction line, e.g. "Expected: Right, Predicted: Right"."""
     expected_name = "?" if expected is None else LABEL_NAMES[int(expected)].capitalize()
@@ -128,7 +105,7 @@ def shown_correct(predictions: Predictions) -> list[bool | None]:
     return [bool(e == p) for e, p in zip(predictions.expected[:n_shown], predictions.predicted[:n_shown])]
 
 
-def summary(predictions: Predictions, source: str) -> str:
+def prediction_summary(predictions: Predictions, source: str) -> str:
     """One line: how many sequences from where, and the share correct where labels are known."""
     line = f"predicted {len(predictions.probabilities)} sequences from {source}"
     if predictions.expected is not None:

@@ -11,12 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from movingline.batching import batch_bounds
+from movingline.labels import RIGHT
 
-RIGHT, LEFT = 1, 0
-# The one spelling of the labels, e.g. in the confusion matrix; captions capitalise them.
-LABEL_NAMES = {LEFT: "left", RIGHT: "right"}
-# A sequence is predicted "right" when the model's probability is at least this.
-THRESHOLD = 0.5
 # Samples whose uniforms are drawn at once by sample_walks: 4,096 x 49 float64 is 1.6 MB.
 WALK_BLOCK_SAMPLES = 4096
 
@@ -100,3 +96,10 @@ def iter_frame_batches(walks: Walks, batch_size: int) -> Iterator[tuple[np.ndarr
     for start, stop in batch_bounds(len(walks), batch_size):
         batch = walks[start:stop]
         yield render_frames(batch), batch.labels
+
+
+def drawing_times(frames: np.ndarray) -> np.ndarray:
+    """For sequences (n, t, s, s, 1): the frame in which each pixel first appears, NaN where none does."""
+    n_frames = frames.shape[1]
+    appearances = frames[..., 0].sum(axis=1, dtype=np.int32)
+    return np.where(appearances > 0, n_frames - appearances, np.nan)

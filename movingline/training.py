@@ -13,7 +13,6 @@ hence this loop; one process uses it too, under TensorFlow's default strategy.
 """
 
 import csv
-import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +24,10 @@ import numpy as np
 from movingline.batching import batch_bounds
 from movingline.dataset import DatasetReader
 from movingline.errors import ClusterError
-from movingline.model import build_model, keras, make_deterministic, tf
+from movingline.labels import THRESHOLD
+from movingline.model import build_model
 from movingline.params import ModelParams, TrainParams
-from movingline.sequences import THRESHOLD
-
-log = logging.getLogger("train")
+from movingline.runtime import keras, make_deterministic, tf
 
 # What a collective op raises when a peer dies or stops answering.
 PEER_ERRORS = (
@@ -39,6 +37,7 @@ PEER_ERRORS = (
     tf.errors.AbortedError,
     tf.errors.InternalError,
 )
+
 
 def replica_rows(start: int, stop: int, replica: int, n_replicas: int) -> tuple[int, int]:
     """The rows of the global batch [start, stop) that replica ``replica`` of ``n_replicas`` reads.
@@ -134,7 +133,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     *,
     replica: int = 0,
-    progress: int | str = 0,
+    progress: int = 0,
 ) -> TrainingRun:
     """Builds the model and trains it for ``params.epochs`` epochs under ``strategy`` (default: one process).
 

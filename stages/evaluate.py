@@ -3,12 +3,14 @@
 DVC's plot templates draw the ROC curve (plots/roc.json) and the confusion matrix (plots/confusion.json).
 """
 
-from movingline.cli import add_path, load_checked_params, run_stage, stage_parser
+from movingline.cli import add_path, run_stage, stage_parser
 from movingline.dataset import DatasetReader
-from movingline.evaluation import compute_metrics, confusion_rows, roc_points, summary
+from movingline.model import frame_size, load_model
+from movingline.evaluation import compute_metrics, confusion_rows, metrics_summary, roc_points
 from movingline.outputs import atomic_outputs, check_destinations, write_json
+from movingline.params import load_params
 from movingline.prediction import predict_batches
-from movingline.resources import require_prediction_fits
+from movingline.preflight import require_model_size, require_prediction_fits, require_training_fits
 
 
 def main() -> None:
@@ -21,14 +23,14 @@ def main() -> None:
     args = parser.parse_args()
 
     check_destinations(args.metrics, args.roc, args.confusion)
-    params = load_checked_params(args.params)
+    params = load_params(args.params)
+    require_training_fits(params, args.params)
     with DatasetReader(args.data) as reader:
         size, batch_size = reader.info.size, min(params.evaluate.batch_size, len(reader))
         blame = f"{args.params}: evaluate.batch_size = {params.evaluate.batch_size} ({args.data} holds {size}x{size} frames)"
         require_prediction_fits(batch_size, size, blame)
-        from movingline.model import load_checked_model
-
-        model = load_checked_model(args.model, size, args.data)
+        model = load_model(args.model)
+        require_model_size(args.model, frame_size(model), size, args.data)
         predictions = predict_batches(model, reader.iter_batches(batch_size), n_shown=0)
 
     labels, probabilities = predictions.expected, predictions.probabilities
@@ -37,7 +39,7 @@ def main() -> None:
         write_json(metrics, metrics_path)
         write_json({"roc": roc_points(labels, probabilities)}, roc_path)
         write_json({"confusion": confusion_rows(labels, probabilities)}, confusion_path)
-    print(f"{args.data}: {summary(metrics)}")
+    print(f"{args.data}: {metrics_summary(metrics)}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ generate_test runs the same main() on its own section.
 
 import logging
 
-from movingline.cli import add_path, load_checked_params, run_stage, stage_parser
-from movingline.generate import generate_dataset, require_generation_fits
+from movingline.cli import add_path, run_stage, stage_parser
+from movingline.generate import generate_dataset, most_rendered_at_once
 from movingline.outputs import atomic_outputs, check_destinations
+from movingline.params import load_params
+from movingline.preflight import require_generation_fits, require_training_fits
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +21,12 @@ def main(section: str = "generate_train", output: str = "data/train.h5", strip: 
     args = parser.parse_args()
 
     check_destinations(args.output, args.strip)
-    params = load_checked_params(args.params)
-    require_generation_fits(params, args.params, section, args.output)
+    params = load_params(args.params)
+    # Every stage checks that training will fit, so an impossible data.size or model stops
+    # the pipeline at its first stage rather than at training.
+    require_training_fits(params, args.params)
     size, settings = params.data.size, getattr(params, section)
+    require_generation_fits(params, args.params, section, args.output, most_rendered_at_once(size))
     with atomic_outputs(args.output, args.strip) as (dataset_path, strip_path):
         generate_dataset(
             dataset_path, strip_path, size=size, n_samples=settings.n_samples, seed=settings.seed, label=str(args.output)

@@ -9,12 +9,12 @@ import sys
 
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
-from movingline.dataset import DatasetReader, require_size
+from movingline.dataset import DatasetReader
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
-from movingline.resources import require_training_fits
+from movingline.preflight import require_size, require_training_fits
 
-log = logging.getLogger("train")
+log = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -34,17 +34,17 @@ def main() -> None:
     check_destinations(args.model, args.curve)
     params = load_params(args.params)
     with DatasetReader(args.data) as reader:
-        require_size(reader, params.data.size, args.params)
+        require_size(args.data, reader.info.size, args.params, params.data.size)
         require_training_fits(params, args.params, min(params.train.batch_size, len(reader)))
         from movingline.training import describe_devices, train, write_curve
 
         strategy = make_strategy(cluster)
         print(f"train: training on {describe_devices(strategy)}", flush=True)
-        with reader.read_errors_unwrapped():
-            run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
-                        progress=(1 if sys.stdout.isatty() else 2) if cluster is None or cluster.is_chief else 0)
+        is_chief = cluster is None or cluster.is_chief
+        run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
+                    progress=(1 if sys.stdout.isatty() else 2) if is_chief else 0)
     log.info("trained %d steps in %.1f s (%.1f sequences/s)", len(run.curve), run.seconds, run.sequences_per_second)
-    if cluster is None or cluster.is_chief:
+    if is_chief:
         from movingline.model import save_model
 
         with atomic_outputs(args.model, args.curve) as (model_path, curve_path):

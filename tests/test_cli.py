@@ -5,16 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from movingline import cli
+from movingline import cli, runtime
 from movingline.errors import InputError
-from tests.conftest import tiny_params, write_params
 
 
 def run_stage_in_process(main: Callable[[], None], capsys, monkeypatch, debug: bool = False) -> tuple[int, str]:
     """cli.run_stage(main) in this process: (exit status, stderr)."""
     import signal
 
-    monkeypatch.setenv(cli.DEBUG_VARIABLE, "1" if debug else "")
+    monkeypatch.setenv(runtime.DEBUG_VARIABLE, "1" if debug else "")
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as caught:
@@ -60,7 +59,7 @@ def test_run_stage_cuts_a_huge_unexpected_message(capsys, monkeypatch):
 
 
 def test_debug_shows_the_real_exception(monkeypatch):
-    monkeypatch.setenv(cli.DEBUG_VARIABLE, "1")
+    monkeypatch.setenv(runtime.DEBUG_VARIABLE, "1")
     with pytest.raises(InputError, match="d.h5: file not found"):
         cli.run_stage(raiser(InputError("d.h5: file not found")))
 
@@ -73,14 +72,3 @@ def test_stage_parser_gives_every_stage_the_same_params_and_path_arguments():
     assert vars(parser.parse_args([])) == {"params": Path("params.yaml"), "data": Path("data/test.h5"), "input": None}
     assert vars(parser.parse_args(["--data", "x.h5", "--input", "y.h5"]))["input"] == Path("y.h5")
     assert "test set (default: data/test.h5)" in " ".join(parser.format_help().split())
-
-
-def test_load_checked_params_refuses_a_model_too_large_for_memory(tmp_path):
-    good = write_params(tmp_path / "good.yaml", tiny_params())
-    assert cli.load_checked_params(good).data.size == 8
-    huge = write_params(tmp_path / "huge.yaml", tiny_params(model={"lstm_units": 200_000}))
-    with pytest.raises(InputError) as caught:
-        cli.load_checked_params(huge)
-    assert str(caught.value).startswith(
-        f"{huge}: the model section with data.size = 8, train.batch_size = 16: training ("
-    )

@@ -222,18 +222,3 @@ def test_reader_refuses_pixels_other_than_0_and_1(tmp_path):
     with DatasetReader(path) as reader, pytest.raises(InputError) as caught:
         reader.read_frames(0, 6)
     assert str(caught.value) == f"{path}: sample 3 holds pixel value 7, expected only 0 and 1"
-
-
-def test_read_errors_wrapped_by_another_library_come_out_as_they_were(tmp_path):
-    path = write_good_dataset(tmp_path / "d.h5")
-    flip_byte_in_chunk(path, 1)
-    with (
-        DatasetReader(path) as reader,
-        pytest.raises(InputError, match="sample 1 is corrupt"),
-        reader.read_errors_unwrapped(),
-    ):
-        try:
-            reader.read_frames(0, 2)
-        except InputError as error:
-            # As tf.data does: a new exception whose text holds a traceback.
-            raise RuntimeError(f"Graph execution error:\n{error}\nTraceback ...") from None

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from movingline.evaluation import THRESHOLD, compute_metrics, confusion_rows, predicted_labels, roc_points, summary
+from movingline.evaluation import compute_metrics, confusion_rows, metrics_summary, predicted_labels, roc_points
+from movingline.labels import THRESHOLD
 
 LABELS = np.array([1, 1, 0, 0, 1], dtype=np.uint8)
 PROBABILITIES = np.array([0.9, 0.4, 0.2, 0.6, 0.5])  # predicted 1, 0, 0, 1, 1
@@ -55,4 +56,4 @@ def test_confusion_rows_name_the_classes():
 
 def test_summary_is_one_line_of_the_float_metrics():
     metrics = {"accuracy": 1.0, "loss": 0.0123456, "roc_auc": None, "n_samples": 10}
-    assert summary(metrics) == "10 sequences: accuracy 1.0000, loss 0.0123"
+    assert metrics_summary(metrics) == "10 sequences: accuracy 1.0000, loss 0.0123"

@@ -6,7 +6,8 @@ from PIL import Image
 
 from movingline.dataset import DatasetReader
 from movingline.errors import InputError
-from movingline.generate import MAX_BATCH_SAMPLES, generate_dataset, render_batch_size, require_generation_fits
+from movingline.generate import MAX_BATCH_SAMPLES, generate_dataset, most_rendered_at_once, render_batch_size
+from movingline.preflight import require_generation_fits
 from movingline.params import load_params
 from movingline.sequences import render_frames, sample_walks
 from tests.conftest import tiny_params, write_params
@@ -38,9 +39,9 @@ def test_batches_stay_within_32_mib_of_frames():
 def test_a_set_too_large_for_memory_is_refused_naming_the_key(tmp_path):
     path = write_params(tmp_path / "params.yaml", tiny_params(generate_test={"n_samples": 10**13}))
     params = load_params(path)
-    require_generation_fits(params, path, "generate_train", tmp_path / "train.h5")
+    require_generation_fits(params, path, "generate_train", tmp_path / "train.h5", most_rendered_at_once(params.data.size))
     with pytest.raises(InputError) as caught:
-        require_generation_fits(params, path, "generate_test", tmp_path / "test.h5")
+        require_generation_fits(params, path, "generate_test", tmp_path / "test.h5", most_rendered_at_once(params.data.size))
     assert str(caught.value).startswith(
         f"{path}: generate_test.n_samples = 10000000000000: drawing 10000000000000 random walks needs "
     )

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from movingline.errors import InputError
-from movingline.model import build_model, check_frame_size, frame_size, load_checked_model, load_model, save_model
+from movingline.model import build_model, frame_size, load_model, save_model
 from movingline.params import ModelParams
 from tests.badfiles import assert_one_line, write_zip_that_is_not_a_model
 from tests.conftest import TINY_PARAMS
 
 SIZE = TINY_PARAMS["data"]["size"]
-from movingline.resources import parameter_count
 
 REFERENCE = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50)
 
@@ -126,27 +125,6 @@ def test_a_damaged_model_archive_is_refused(tmp_path, keras_model_file):
     assert_one_line(str(caught.value), f"{damaged}: cannot load the Keras model (")
 
 
-def test_check_frame_size_names_both_files_and_sizes(keras_model_file):
-    model = load_model(keras_model_file)
-    check_frame_size(model, keras_model_file, SIZE, Path("data/test.h5"))
-    with pytest.raises(InputError) as caught:
-        check_frame_size(model, keras_model_file, 6, Path("other.h5"))
-    assert str(caught.value) == (
-        f"{keras_model_file}: the model was trained on 8x8 frames, but other.h5 holds 6x6 frames "
-        "(retrain it, or give data of that size)"
-    )
-
-
-def test_load_checked_model_refuses_frames_of_another_size(keras_model_file):
-    assert frame_size(load_checked_model(keras_model_file, SIZE, Path("params.yaml"), from_params=True)) == SIZE
-    with pytest.raises(InputError) as caught:
-        load_checked_model(keras_model_file, 6, Path("params.yaml"), from_params=True)
-    assert str(caught.value) == (
-        f"{keras_model_file}: the model was trained on 8x8 frames, but params.yaml sets data.size = 6 "
-        "(retrain it with `dvc repro train`)"
-    )
-
-
 # At size 50 with 2 filters, 2x2 kernels, 2x2 pooling and 50 LSTM units, by hand:
 # - block 1: Conv 50 -> 49, pool -> 24; weights 2*2*1*2 + 2 = 10.
 # - block 2: Conv 24 -> 23, pool -> 11; weights 2*2*2*2 + 2 = 18 (2 input channels now).
@@ -163,7 +141,7 @@ def test_parameter_count_by_depth(conv_layers, per_layer, total):
     model = build_model(50, params)
     assert [layer.count_params() for layer in model.layers[1:]] == per_layer
     assert model.count_params() == total
-    assert parameter_count(50, params) == total
+    assert params.parameter_count(50) == total
 
 
 def test_two_blocks_give_two_convolutions_named_after_the_first():
@@ -210,5 +188,5 @@ def test_a_two_block_model_saves_and_loads_with_keras_alone(tmp_path):
 )
 def test_parameter_count_and_feature_size_match_the_built_model(size, params):
     model = build_model(size, params)
-    assert parameter_count(size, params) == model.count_params()
+    assert params.parameter_count(size) == model.count_params()
     assert model.get_layer("flatten").output.shape[-1] == params.features(size)

@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 
 from movingline.dataset import DatasetReader, write_dataset
-from movingline.plots import drawing_times
 from movingline.prediction import (
     Predictions,
     caption,
     file_batches,
-    output_paths,
+    fresh_batches,
     predict_batches,
     predictions_table,
     shown_captions,
     shown_correct,
-    summary,
+    prediction_summary,
     write_table,
 )
-from movingline.sequences import iter_frame_batches, render_frames, sample_walks
+from movingline.sequences import drawing_times, iter_frame_batches, render_frames, sample_walks
+from stages.predict import output_paths
 from tests.badfiles import delete, write_good_dataset
 
 PROBABILITIES = np.array([0.9, 0.25, 0.5])
@@ -53,8 +53,8 @@ def test_captions_and_colours_of_the_shown_sequences():
     assert shown_correct(labelled) == [True, False]
     unlabelled = Predictions(PROBABILITIES, None, np.zeros((2, 4, 4)))
     assert shown_correct(unlabelled) == [None, None]
-    assert summary(labelled, "x.h5") == "predicted 3 sequences from x.h5: 33.3% correct"
-    assert summary(unlabelled, "x.h5") == "predicted 3 sequences from x.h5"
+    assert prediction_summary(labelled, "x.h5") == "predicted 3 sequences from x.h5: 33.3% correct"
+    assert prediction_summary(unlabelled, "x.h5") == "predicted 3 sequences from x.h5"
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_fresh_and_file_batches_give_the_same_predictions(tiny_model, tmp_path):
     from movingline.model import predict_probabilities
 
     walks = sample_walks(np.random.default_rng(4), 11, 6)
-    fresh = predict_batches(tiny_model, iter_frame_batches(walks, 4), n_shown=5)
+    fresh = predict_batches(tiny_model, fresh_batches(6, 11, 4), n_shown=5)
     frames = render_frames(walks)
     assert np.allclose(fresh.probabilities, predict_probabilities(tiny_model, frames), atol=1e-6)
     assert np.array_equal(fresh.expected, walks.labels)

@@ -71,7 +71,8 @@ def test_loop_learns_and_writes_one_curve_row_per_step(dataset, tmp_path):
 def test_loop_takes_the_same_steps_as_keras_fit(dataset):
     """The loop's first step loss is Keras's compiled loss, and one epoch ends at fit's weights."""
     from bench.fit import FrameBatches, compile_model
-    from movingline.model import build_model, make_deterministic
+    from movingline.model import build_model
+    from movingline.runtime import make_deterministic
 
     params = train_params()
     with DatasetReader(dataset) as reader:

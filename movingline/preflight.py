@@ -1,4 +1,10 @@
-"""Checks, before any work starts, that a dataset or a batch fits in memory and on disk."""
+"""Pre-flight checks: what each stage's main() verifies before any work starts.
+
+That the data, batches and model fit in memory and on disk, and that the files a stage is
+given agree with each other and with params.yaml. Each check raises InputError naming the
+file or key to fix; the library code that runs afterwards takes only what it computes with.
+Nothing here loads TensorFlow.
+"""
 
 import os
 import shutil
@@ -13,11 +19,11 @@ DEFLATE_BEST_RATIO = 1032
 
 
 def human_bytes(n_bytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n_bytes < 1000 or unit == "PB":
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000:
             return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
         n_bytes /= 1000
-    raise AssertionError("unreachable")
+    return f"{n_bytes:.1f} PB"
 
 
 def available_memory() -> int:
@@ -78,20 +84,11 @@ def require_prediction_fits(batch_size: int, size: int, blame: str) -> None:
     require_memory(prediction_bytes(batch_size, size), f"one prediction batch of {batch_size} sequences", blame)
 
 
-def parameter_count(size: int, model: ModelParams) -> int:
-    """Weights of the CNN-LSTM that model.build_model builds (240,661 for the reference at size 50)."""
-    first_conv = model.kernel_size * model.kernel_size * model.filters + model.filters
-    later_conv = model.kernel_size * model.kernel_size * model.filters * model.filters + model.filters
-    conv = first_conv + (model.conv_layers - 1) * later_conv
-    lstm = 4 * model.lstm_units * (model.features(size) + model.lstm_units + 1)
-    return conv + lstm + model.lstm_units + 1
-
-
 def training_bytes(size: int, model: ModelParams, batch_size: int) -> int:
     """A rough peak for training, in bytes, all float32: the weights, their gradients and
     Adam's two moments; a batch of frames with room for copies; every convolution's outputs
     and their gradients."""
-    weights = 4 * 4 * parameter_count(size, model)
+    weights = 4 * 4 * model.parameter_count(size)
     frames = 4 * 4 * batch_size * sequence_bytes(size)
     conv_outputs = sum(conv_side * conv_side for conv_side, _ in model.block_sides(size))
     activations = 4 * 3 * batch_size * size * conv_outputs * model.filters
@@ -107,7 +104,49 @@ def require_training_fits(params: Params, params_path: Path, batch_size: int | N
     batch_size = params.train.batch_size if batch_size is None else batch_size
     require_memory(
         training_bytes(params.data.size, params.model, batch_size),
-        f"training ({parameter_count(params.data.size, params.model):,} weights)",
+        f"training ({params.model.parameter_count(params.data.size):,} weights)",
         f"{params_path}: the model section with data.size = {params.data.size}, "
         f"train.batch_size = {params.train.batch_size}",
     )
+
+
+def require_generation_fits(params: Params, params_path: Path, section: str, output: Path, batch_samples: int) -> None:
+    """Refuses, before any work, a set whose walks, render batches or file would not fit here.
+
+    ``batch_samples`` is the number of sequences rendered at once (generate.most_rendered_at_once).
+    """
+    size, n_samples = params.data.size, getattr(params, section).n_samples
+    # The batch's frames, h5py's copy of a chunk and the compressor's buffers.
+    batch_bytes = batch_samples * sequence_bytes(size) * 3
+    require_memory(batch_bytes, "rendering one batch", f"{params_path}: data.size = {size}")
+    require_walks_fit(n_samples, size, f"{params_path}: {section}.n_samples = {n_samples}")
+    require_disk(
+        n_samples * sequence_bytes(size) // DEFLATE_BEST_RATIO,
+        output.parent,
+        f"{n_samples} compressed sequences",
+        f"{params_path}: data.size = {size}, {section}.n_samples = {n_samples}",
+    )
+
+
+def require_size(data: Path, data_size: int, params_path: Path, size: int) -> None:
+    """Refuses a dataset whose frames are ``data_size`` when params' data.size is ``size``."""
+    if data_size != size:
+        raise InputError(
+            f"{data}: holds {data_size}x{data_size} frames, but {params_path} sets "
+            f"data.size = {size} (regenerate it with `dvc repro generate_train`)"
+        )
+
+
+def require_model_size(model_path: Path, model_size: int, size: int, source: Path, *, from_params: bool = False) -> None:
+    """Refuses a model built for frames of ``model_size`` when the frames to score are ``size``.
+
+    ``source`` is the dataset holding those frames or, with ``from_params``, the params file
+    whose data.size it is.
+    """
+    if model_size == size:
+        return
+    if from_params:
+        found = f"{source} sets data.size = {size} (retrain it with `dvc repro train`)"
+    else:
+        found = f"{source} holds {size}x{size} frames (retrain it, or give data of that size)"
+    raise InputError(f"{model_path}: the model was trained on {model_size}x{model_size} frames, but {found}")

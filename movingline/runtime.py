@@ -1,0 +1,146 @@
+"""TensorFlow's one door: every module that needs ``tf`` or ``keras`` takes them from here.
+
+    from movingline.runtime import keras, tf
+
+TensorFlow reads some settings only once, when it loads: its thread pools and which CPU
+kernels it uses. So the first access to ``tf`` or ``keras`` runs ``prepare()`` (which every
+stage also runs at start-up, before any other work), then imports TensorFlow with its C++
+start-up notices kept off the terminal. Importing this module loads nothing heavy.
+
+Settings read here (environment variables):
+- MOVINGLINE_THREADS: caps each of TensorFlow's two thread pools (default: all cores).
+- MOVINGLINE_DEBUG=1: shows what TensorFlow writes while it loads, and full tracebacks.
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from movingline.errors import InputError
+
+DEBUG_VARIABLE = "MOVINGLINE_DEBUG"
+THREADS_VARIABLE = "MOVINGLINE_THREADS"
+# TensorFlow's C++ log level: 2 keeps its notices and warnings out of the stages' logs.
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+
+
+def positive_setting(variable: str, default: int | None, unit: str) -> int | None:
+    """A whole number of at least 1 from the environment (``default`` when unset); raises
+    InputError naming the variable if it is not one."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"{variable}: expected a whole number of {unit} of at least 1, found {text!r}")
+    return int(text)
+
+
+def thread_share(n_processes: int) -> int:
+    """Threads each of ``n_processes`` running at once gets: an equal share of the cores, at least one."""
+    return max(1, (os.cpu_count() or 1) // n_processes)
+
+
+def limit_threads() -> None:
+    """Caps TensorFlow's thread pools at MOVINGLINE_THREADS each, when it is set.
+
+    For running several trainings at once (`dvc queue start --jobs N`, local workers): each
+    then keeps to its share of the cores instead of all of them contending for every core.
+    """
+    threads = positive_setting(THREADS_VARIABLE, None, "threads")
+    if threads is None:
+        return
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+
+
+def prepare() -> None:
+    """Sets what TensorFlow reads when it loads. Runs before it loads; running it again is harmless."""
+    os.environ.setdefault(LOG_LEVEL_VARIABLE, "2")
+    limit_threads()
+
+
+def _load_tensorflow() -> tuple[Any, Any]:
+    """(tf, keras), imported once: after prepare() if nothing imported TensorFlow before us."""
+    if "tf" not in globals():
+        if "tensorflow" not in sys.modules:
+            prepare()
+        # TensorFlow 2.21 logs its start-up notices through absl before TF_CPP_MIN_LOG_LEVEL
+        # can take effect. An import error still surfaces as a Python exception.
+        with stderr_silenced():
+            import keras
+            import tensorflow as tf
+        globals().update(tf=tf, keras=keras)
+    return globals()["tf"], globals()["keras"]
+
+
+def __getattr__(name: str) -> Any:
+    """``tf`` and ``keras``, loaded on first use (PEP 562), so that importing this module is cheap."""
+    if name not in ("tf", "keras"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    tf, keras = _load_tensorflow()
+    return tf if name == "tf" else keras
+
+
+def make_deterministic(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow, and makes TensorFlow ops deterministic."""
+    tf, keras = _load_tensorflow()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def configure_coordination(job_sizes: tuple[tuple[str, int], ...], peer_timeout_s: int, heartbeat_timeout_s: int) -> None:
+    """Sets up TensorFlow's coordination service for the training jobs (name, number of tasks),
+    led by the first job's task 0, with our timeouts: how long to wait for every peer to join
+    (and to leave), and how long a silent peer counts as alive."""
+    _load_tensorflow()
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=f"/job:{job_sizes[0][0]}/replica:0/task:0",
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=n) for job, n in job_sizes],
+        cluster_register_timeout_in_ms=peer_timeout_s * 1000,
+        heartbeat_timeout_in_ms=heartbeat_timeout_s * 1000,
+        shutdown_barrier_timeout_in_ms=peer_timeout_s * 1000,
+    )
+
+
+@contextlib.contextmanager
+def stderr_silenced() -> Iterator[None]:
+    """Keeps what C++ code writes to stderr (file descriptor 2) off the terminal for a while.
+
+    What was written is shown after all if the block fails, and nothing is hidden with
+    MOVINGLINE_DEBUG=1.
+    """
+    if debugging():
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        try:
+            with _stderr_sent_to(captured):
+                yield
+        except BaseException:
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+
+
+@contextlib.contextmanager
+def _stderr_sent_to(file) -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
