@@ -1,7 +1,8 @@
 """Stage train: data/train.h5 -> models/model.keras and the per-step training curve.
 
-Trains in this process or, when TF_CONFIG is set, as one worker of a tf.distribute cluster
-(docs/scaling.md); --local-workers N starts N such workers on this machine.
+Trains in this process or, when TF_CONFIG is set or `srun -n N` started it, as one worker
+of a tf.distribute cluster (docs/scaling.md); --local-workers N starts N such workers on
+this machine.
 """
 
 import logging

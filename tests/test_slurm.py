@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from movingline.cli import thread_share
 from movingline.cluster import (
     FIRST_PORT,
     PORT_BLOCK,
@@ -26,6 +25,7 @@ from movingline.cluster import (
     read_slurm_step,
 )
 from movingline.errors import InputError
+from movingline.runtime import thread_share
 from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, stage_env, tiny_params
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
 
