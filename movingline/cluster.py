@@ -231,7 +231,9 @@ def slurm_ports(env: Mapping[str, str], most_tasks_on_a_node: int) -> list[int]:
     text = env.get(SLURM_PORTS, "").strip()
     if text:
         ports = [int(port) for port in expand_ranges(text, SLURM_PORTS)]
-        if len(ports) < most_tasks_on_a_node or not all(0 < port < 65536 for port in ports):
+        if not all(0 < port < 65536 for port in ports):
+            raise InputError(f"{SLURM_PORTS}: {text!r} names a port outside 1 to 65535")
+        if len(ports) < most_tasks_on_a_node:
             raise InputError(
                 f"{SLURM_PORTS}: {text!r} reserves {len(ports)} port(s) but a node of the step runs "
                 f"{most_tasks_on_a_node} task(s); one port each is needed (srun --resv-ports={most_tasks_on_a_node})"
@@ -243,7 +245,8 @@ def slurm_ports(env: Mapping[str, str], most_tasks_on_a_node: int) -> list[int]:
 
 def tf_config(cluster: Cluster) -> str:
     """The TF_CONFIG value of a cluster of workers only (no separate chief job)."""
-    return json.dumps({"cluster": {"worker": list(cluster.addresses)}, "task": {"type": "worker", "index": cluster.rank}})
+    task = {"type": "worker", "index": cluster.rank}
+    return json.dumps({"cluster": {"worker": list(cluster.addresses)}, "task": task})
 
 
 def read_slurm_step(env: Mapping[str, str]) -> tuple[Cluster, int] | None:
@@ -275,10 +278,10 @@ def read_slurm_step(env: Mapping[str, str]) -> tuple[Cluster, int] | None:
     for variable, value in expected.items():
         found = env.get(variable, "").strip()
         if found and found != value:
+            layout = f"{SLURM_NODES}={env[SLURM_NODES]!r}, {SLURM_TASKS_PER_NODE}={env[SLURM_TASKS_PER_NODE]!r}"
             raise InputError(
-                f"{variable}: {found!r}, but task {rank} of a step laid out in blocks ({SLURM_NODES}={env[SLURM_NODES]!r}, "
-                f"{SLURM_TASKS_PER_NODE}={env[SLURM_TASKS_PER_NODE]!r}) would be {value!r}; "
-                "run the step with srun's default --distribution=block"
+                f"{variable}: {found!r}, but task {rank} of a step laid out in blocks ({layout}) would be "
+                f"{value!r}; run the step with srun's default --distribution=block"
             )
     return Cluster(addresses, rank, "worker", rank, (("worker", n_tasks),)), counts[node]
 

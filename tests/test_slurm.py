@@ -129,6 +129,7 @@ def test_outside_a_step_of_several_tasks_the_process_trains_alone():
         ({"SLURM_LOCALID": "0"}, r"^SLURM_LOCALID: '0', but task 1 .* would be '1'.*--distribution=block"),
         ({"SLURM_STEP_RESV_PORTS": "12001-12002"}, r"^SLURM_STEP_RESV_PORTS: '12001-12002' reserves 2 port\(s\)"),
         ({"SLURM_STEP_RESV_PORTS": "12001-"}, r"^SLURM_STEP_RESV_PORTS: "),
+        ({"SLURM_STEP_RESV_PORTS": "65535-65537"}, r"^SLURM_STEP_RESV_PORTS: .* outside 1 to 65535"),
         ({"SLURM_JOB_ID": ""}, r"^SLURM_JOB_ID: not set"),
     ],
 )
