@@ -5,6 +5,7 @@
 #   bash run.sh repro       set up, then `dvc repro` (the whole pipeline at params.yaml)
 #   bash run.sh test        set up with the development tools, then the test suite (pytest)
 #   bash run.sh bench [...] set up, then the speed and memory benchmark
+#   bash run.sh fingerprint set up, then print which bits this machine computes (docs/reproducibility.md)
 #   bash run.sh setup       set up only; then `source .venv/bin/activate` to work by hand
 #       --dev               also the development tools (requirements-dev.lock)
 #       --gpu               also NVIDIA's CUDA libraries (Linux x86_64; docs/install.md)
@@ -118,8 +119,9 @@ case "$job" in
     repro) setup; dvc repro "$@" ;;
     test) setup --dev; python -m pytest "$@" ;;
     bench) setup; python -m bench.benchmark "$@" ;;
+    fingerprint) setup; python -m bench.fingerprint "$@" ;;
     *)
-        sed -n '2,14p' "$0" >&2
+        sed -n '2,15p' "$0" >&2
         exit 2
         ;;
 esac

@@ -7,13 +7,24 @@ kernels it uses. So the first access to ``tf`` or ``keras`` runs ``prepare()`` (
 stage also runs at start-up, before any other work), then imports TensorFlow with its C++
 start-up notices kept off the terminal. Importing this module loads nothing heavy.
 
+CPU kernels. On its own, TensorFlow turns its oneDNN kernels on only on CPUs with
+AVX512_VNNI, AVX512_BF16 or AMX, and oneDNN then uses the widest instructions the CPU has;
+elsewhere it runs its Eigen kernels. Each path computes in another order, so each gives
+other model bytes, and for this model Eigen trains several times slower
+(docs/reproducibility.md). So on x86-64 every process here runs oneDNN capped at AVX2,
+which every x86-64 server CPU of the last decade has: one kernel path on all of them.
+A user who sets TF_ENABLE_ONEDNN_OPTS or ONEDNN_MAX_CPU_ISA keeps their choice (the train
+log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice.
+
 Settings read here (environment variables):
 - MOVINGLINE_THREADS: caps each of TensorFlow's two thread pools (default: all cores).
+- TF_ENABLE_ONEDNN_OPTS, ONEDNN_MAX_CPU_ISA: TensorFlow's and oneDNN's own; see above.
 - MOVINGLINE_DEBUG=1: shows what TensorFlow writes while it loads, and full tracebacks.
 """
 
 import contextlib
 import os
+import platform
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +36,10 @@ DEBUG_VARIABLE = "MOVINGLINE_DEBUG"
 THREADS_VARIABLE = "MOVINGLINE_THREADS"
 # TensorFlow's C++ log level: 2 keeps its notices and warnings out of the stages' logs.
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
+# The kernel path pinned on x86-64: oneDNN on, its instructions capped at AVX2.
+PINNED_KERNELS = {ONEDNN_VARIABLE: "1", ISA_VARIABLE: "AVX2"}
 
 
 def debugging() -> bool:
@@ -60,10 +75,48 @@ def limit_threads() -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
 
 
+def select_kernels() -> None:
+    """Pins the CPU kernel path on x86-64 (PINNED_KERNELS), unless the user chose one."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    if any(variable in os.environ for variable in PINNED_KERNELS):
+        return
+    os.environ.update(PINNED_KERNELS)
+
+
 def prepare() -> None:
     """Sets what TensorFlow reads when it loads. Runs before it loads; running it again is harmless."""
     os.environ.setdefault(LOG_LEVEL_VARIABLE, "2")
     limit_threads()
+    select_kernels()
+
+
+def kernel_path() -> str:
+    """Which CPU kernels TensorFlow runs in this process, e.g. 'oneDNN, AVX2 kernels'.
+
+    Names the variables when they are not the pinned path (the user's own choice).
+    """
+    _load_tensorflow()
+    from tensorflow.python.util import _pywrap_util_port
+
+    if not _pywrap_util_port.IsMklEnabled():
+        path = "Eigen kernels (oneDNN off)"
+    else:
+        isa = os.environ.get(ISA_VARIABLE, "").strip()
+        path = f"oneDNN, {isa.upper()} kernels" if isa and isa.upper() != "ALL" else "oneDNN, kernels for this CPU's widest instructions"
+    chosen = {variable: os.environ[variable] for variable in PINNED_KERNELS if variable in os.environ}
+    if chosen and chosen != PINNED_KERNELS:
+        path += f"; set by {', '.join(f'{key}={value}' for key, value in chosen.items())}"
+    return path
+
+
+def threads() -> int:
+    """Threads in TensorFlow's intra-op pool (the one that runs each op's arithmetic) in this
+    process: TF_NUM_INTRAOP_THREADS (which MOVINGLINE_THREADS sets), else the usable cores."""
+    configured = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _load_tensorflow() -> tuple[Any, Any]:

@@ -27,6 +27,7 @@ from movingline.errors import ClusterError
 from movingline.labels import THRESHOLD
 from movingline.model import build_model
 from movingline.params import ModelParams, TrainParams
+from movingline import runtime
 from movingline.runtime import keras, make_deterministic, tf
 
 # What a collective op raises when a peer dies or stops answering.
@@ -188,10 +189,13 @@ def train(
 
 
 def describe_devices(strategy: tf.distribute.Strategy) -> str:
-    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0', for the log line that says where training runs."""
+    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0 (oneDNN, AVX2 kernels, 1 thread)',
+    for the log line that says where training runs and which kernels computed it."""
     n_workers = getattr(strategy.extended, "_num_workers", 1)
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    devices = ", ".join(gpus) if gpus else "/CPU:0"
+    n_threads = runtime.threads()
+    cpu = f"/CPU:0 ({runtime.kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"
+    devices = ", ".join([*gpus, cpu])
     workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
     return f"{workers} ({strategy.num_replicas_in_sync} replicas in all), devices here: {devices}"
 

@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from movingline import runtime
+
+# Tests that train in this process get the same TensorFlow settings as the stages, set
+# before anything imports TensorFlow.
+runtime.prepare()
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough that a whole `dvc repro` takes seconds, big enough that every stage does real work.

@@ -1,0 +1,84 @@
+"""One line that says which numbers this machine's TensorFlow computes for this project.
+
+    python -m bench.fingerprint            # a few seconds
+    MOVINGLINE_THREADS=1 python -m bench.fingerprint
+
+Trains a small fixed CNN-LSTM (frames of 16x16, 256 sequences, 8 steps of 32) with the
+project's own generator, training loop and byte-stable save, and prints the CPU, the
+kernel path, the thread count, TensorFlow's version and the md5 of the saved model. Two
+machines that print the same md5 computed the same bits; docs/reproducibility.md keeps a
+table of them. The model is tiny so that the line comes in seconds; it runs the same
+kinds of ops as the default model (convolution, pooling, LSTM, dense, Adam).
+"""
+
+import argparse
+import hashlib
+import logging
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from movingline.dataset import DatasetReader, write_dataset
+from movingline.params import ModelParams, TrainParams
+from movingline.sequences import iter_frame_batches, sample_walks
+
+SIZE = 16
+N_SAMPLES = 256
+DATA_SEED = 7
+MODEL = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=16, conv_layers=1)
+TRAINING = TrainParams(seed=3, batch_size=32, epochs=1, learning_rate=0.001)
+
+
+def cpu_name() -> str:
+    """The CPU's model name as the kernel reports it, and whether it has AVX512_VNNI
+    (the flag that turns TensorFlow's own oneDNN default on)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            lines = cpuinfo.read().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith(("flags", "Features"))), [])
+    return f"{name} ({'with' if 'avx512_vnni' in flags else 'no'} avx512_vnni)"
+
+
+def fingerprint_md5(folder: Path) -> str:
+    """Trains the fixed model in ``folder`` and returns the md5 of its saved bytes."""
+    from movingline.model import save_model
+    from movingline.training import train
+
+    data = folder / "data.h5"
+    walks = sample_walks(np.random.default_rng(DATA_SEED), N_SAMPLES, SIZE)
+    write_dataset(data, iter_frame_batches(walks, 64), size=SIZE, n_samples=N_SAMPLES, seed=DATA_SEED)
+    with DatasetReader(data) as reader:
+        run = train(reader, MODEL, TRAINING)
+    model_path = folder / "model.keras"
+    save_model(run.model, model_path)
+    return hashlib.md5(model_path.read_bytes()).hexdigest()
+
+
+def fingerprint() -> str:
+    from movingline import runtime
+
+    runtime.prepare()
+    with tempfile.TemporaryDirectory() as folder:
+        md5 = fingerprint_md5(Path(folder))
+    devices = ", ".join(device.name for device in runtime.tf.config.list_logical_devices("GPU")) or "CPU only"
+    n_threads = runtime.threads()
+    return (
+        f"fingerprint: {cpu_name()}; {platform.machine()}; {runtime.kernel_path()}; "
+        f"{n_threads} thread{'s' if n_threads != 1 else ''}; {devices}; TensorFlow {runtime.tf.__version__}; "
+        f"model md5 {md5}"
+    )
+
+
+def main() -> None:
+    argparse.ArgumentParser(prog="python -m bench.fingerprint", description=__doc__.splitlines()[0]).parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(fingerprint())
+
+
+if __name__ == "__main__":
+    main()
