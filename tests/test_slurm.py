@@ -281,6 +281,32 @@ def test_srun_gives_the_same_bytes_as_two_tf_config_workers(srun_run, data, tmp_
         assert (local / output).read_bytes() == (srun_run / output).read_bytes(), output
 
 
+@pytest.mark.slow
+def test_a_step_signalled_mid_training_stops_every_worker_without_output(slurm, tmp_path):
+    """What the batch script does before a time limit: `scancel --signal=TERM` reaches the workers.
+
+    TensorFlow's coordination service took SIGTERM over when the workers joined, and they trained on.
+    """
+    params = tiny_params(generate_train={"n_samples": 1000}, train={"batch_size": 2, "epochs": 2})
+    project = copy_project(tmp_path / "project", params)
+    run_stage("generate_train", project)
+    name = f"sigterm-{os.getpid()}"
+    step = subprocess.Popen(["srun", "-n", "2", f"--job-name={name}", *TRAIN], cwd=project, env=slurm_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "training on" not in step.stdout.readline():
+            assert step.poll() is None, step.stderr.read()
+        time.sleep(2)
+        job = run(["squeue", "-h", "-n", name, "-o", "%i"], project).stdout.strip()
+        run(["scancel", "--signal=TERM", job], project)
+        _, stderr = step.communicate(timeout=60)
+    finally:
+        if step.poll() is None:
+            step.kill()
+    assert stderr.count("error: interrupted by SIGTERM; no partial output was left") == 2, stderr
+    assert step.returncode == 143 and not (project / "models").exists()
+
+
 def dvc_repo_with_remote(root: Path, params: dict | None = None) -> Path:
     """A git + DVC repository whose training set is made and pushed to a DVC remote in a folder beside it."""
     git_project(root, params)
