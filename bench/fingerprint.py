@@ -2,6 +2,7 @@
 
     python -m bench.fingerprint            # a few seconds
     MOVINGLINE_THREADS=1 python -m bench.fingerprint
+    python -m bench.fingerprint --ops      # also one md5 per kind of op, to find which differ
 
 Trains a small fixed CNN-LSTM (frames of 16x16, 256 sequences, 8 steps of 32) with the
 project's own generator, training loop and byte-stable save, and prints the CPU, the
@@ -59,6 +60,49 @@ def fingerprint_md5(folder: Path) -> str:
     return hashlib.md5(model_path.read_bytes()).hexdigest()
 
 
+def op_md5s() -> dict[str, str]:
+    """The md5 of each kind of op the model runs, forward and backward, on fixed inputs.
+
+    Two machines whose fingerprints differ can compare these lines to see which ops
+    compute other bits there.
+    """
+    from movingline.runtime import keras, tf
+
+    rng = np.random.default_rng(0)
+
+    def values(*shape: int) -> tf.Tensor:
+        return tf.constant(rng.standard_normal(shape).astype(np.float32))
+
+    def md5(*tensors) -> str:
+        return hashlib.md5(b"".join(np.asarray(t).tobytes() for t in tensors)).hexdigest()[:12]
+
+    def forward_backward(layer, inputs: tf.Tensor) -> str:
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+            loss = tf.reduce_sum(outputs * values(*outputs.shape))
+        gradients = tape.gradient(loss, [inputs, *layer.trainable_variables])
+        return md5(outputs, *gradients)
+
+    keras.utils.set_random_seed(1)
+    frames = values(8, 16, 16, 16, 1)
+    results = {
+        "conv3d (1x2x2)": forward_backward(keras.layers.Conv3D(2, (1, 2, 2), activation="relu"), frames),
+        "maxpool3d (1x2x2)": forward_backward(keras.layers.MaxPooling3D((1, 2, 2)), frames),
+        "lstm": forward_backward(keras.layers.LSTM(16), values(8, 16, 128)),
+        "dense sigmoid": forward_backward(keras.layers.Dense(1, activation="sigmoid"), values(8, 16)),
+        "matmul 64x128x64": md5(tf.linalg.matmul(values(64, 128), values(128, 64))),
+        "tanh, sigmoid, exp": md5(tf.tanh(values(4096)), tf.sigmoid(values(4096)), tf.exp(values(4096))),
+        "reduce_sum 1e6": md5(tf.reduce_sum(values(1000, 1000), axis=0)),
+    }
+    variable = tf.Variable(values(256))
+    optimizer = keras.optimizers.Adam(learning_rate=0.001)
+    for _ in range(3):
+        optimizer.apply_gradients([(values(256), variable)])
+    results["adam, 3 updates"] = md5(variable)
+    return results
+
+
 def fingerprint() -> str:
     from movingline import runtime
 
@@ -75,9 +119,14 @@ def fingerprint() -> str:
 
 
 def main() -> None:
-    argparse.ArgumentParser(prog="python -m bench.fingerprint", description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(prog="python -m bench.fingerprint", description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", action="store_true", help="also print one md5 per kind of op")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(fingerprint())
+    if args.ops:
+        for name, md5 in op_md5s().items():
+            print(f"  {name}: {md5}")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ from movingline.errors import InputError
 
 FORMAT_NAME = "movingline-sequences"
 FORMAT_VERSION = 1
-# HDF5's gzip level for the frames. Measured at 5,000 sequences of size 50 (docs/data-format.md):
-# level 1 writes in about 1.3 s at 1.46 KB a sequence, level 4 in 3.8 s at 0.75 KB, level 6
-# in 5.8 s at 0.58 KB; reading back is about as fast as writing. At 7 MB for the training set,
-# the smaller files of higher levels are not worth the time.
+# HDF5's gzip level for the frames: the fastest to write, chosen by measurement
+# (docs/data-format.md, "The gzip level"); at 7 MB for the training set, the smaller files
+# of higher levels are not worth their time.
 GZIP_LEVEL = 1
 
 

@@ -4,10 +4,11 @@ The per-frame CNN is written as Conv3D and MaxPooling3D whose windows span one f
 (depth 1). That is exactly a Conv2D and a MaxPooling2D applied to each frame with the same
 weights, computed as one convolution over all frames of the batch: time folded into the
 batch, with built-in layers only, so ``keras.models.load_model`` needs nothing of ours.
-It trains several times faster than ``TimeDistributed`` here (docs/performance.md), with
-identical outputs (tests/test_model.py checks the equality; ``time_distributed=True`` builds
-that form). Training itself is movingline/training.py; Keras's ``fit`` path, which it
-replaced, is kept in bench/fit.py as the benchmark's and the tests' reference.
+It gives the same outputs as the ``TimeDistributed`` form (tests/test_model.py checks the
+equality; ``time_distributed=True`` builds that form) and trained 5x faster than it under
+Keras's ``fit`` (docs/performance.md, where the machine is named). Training itself is
+movingline/training.py; the ``fit`` path it replaced is kept in bench/fit.py, which the
+benchmark and the tests compare the loop against.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def build_model(size: int, params: ModelParams, *, time_distributed: bool = Fals
     """The uncompiled CNN-LSTM for frames of ``size`` x ``size``; any number of timesteps."""
     keras = runtime.keras
     # Frames come in as the uint8 they are stored as, and become float32 inside the model:
-    # a quarter of the bytes to feed, and about 20% faster training (bench/training.py).
-    # Rescaling by 1 is the built-in layer that casts, so load_model needs nothing of ours.
+    # a quarter of the bytes to feed to each step. Rescaling by 1 is the built-in layer that
+    # casts, so load_model needs nothing of ours.
     frames = keras.Input(shape=(None, size, size, 1), dtype="uint8", name="frames")
     x = keras.layers.Rescaling(1.0, name="to_float")(frames)
     # model.conv_layers blocks; the first keeps the reference's layer names, later ones are

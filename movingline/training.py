@@ -197,7 +197,8 @@ def describe_devices(strategy: tf.distribute.Strategy) -> str:
     cpu = f"/CPU:0 ({runtime.kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"
     devices = ", ".join([*gpus, cpu])
     workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
-    return f"{workers} ({strategy.num_replicas_in_sync} replicas in all), devices here: {devices}"
+    replicas = f"{strategy.num_replicas_in_sync} replica{'s' if strategy.num_replicas_in_sync != 1 else ''}"
+    return f"{workers} ({replicas} in all), devices here: {devices}"
 
 
 def write_curve(curve: list[StepResult], path: Path) -> None:

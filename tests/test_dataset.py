@@ -1,4 +1,4 @@
-"""The HDF5 format: round trip, the SPEC's layout, same arguments => same bytes, and the
+"""The HDF5 format: round trip, the layout of docs/data-format.md, same arguments => same bytes, and the
 reader's refusal of bad files with one exact message naming the file."""
 
 from collections.abc import Callable

@@ -1,4 +1,4 @@
-"""The generator against every rule of SPEC section 1, and its distributions."""
+"""The generator against every rule of the problem (README.md, docs/data-format.md), and its distributions."""
 
 import numpy as np
 import pytest
