@@ -246,6 +246,9 @@ def srun_run(slurm, data, tmp_path_factory) -> Path:
     made = {path.relative_to(project).as_posix() for path in project.rglob("*") if path not in before}
     assert made == {"models", "models/model.keras", "plots", "plots/training.csv"}
     assert result.stderr.count("TF_CONFIG set from the Slurm step") == 2, result.stderr
+    # Each worker names its thread count where it trains: the node's cores shared by its two tasks.
+    share = thread_share(2)
+    assert result.stdout.count(f", {share} thread{'s' if share != 1 else ''})") == 2, result.stdout
     return project
 
 
