@@ -65,11 +65,10 @@ def generate_examples(size: int, n_samples: int, rng: random.Random) -> tuple[np
 
 def train(frames: np.ndarray, labels: np.ndarray, size: int) -> None:
     """One epoch of the reference's training: the TimeDistributed model on the in-memory set."""
-    import keras
-
     from bench.fit import compile_model
     from movingline.model import build_model
     from movingline.params import ModelParams
+    from movingline.runtime import keras
 
     keras.utils.set_random_seed(SEED)
     model = build_model(size, ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=50), time_distributed=True)

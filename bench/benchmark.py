@@ -1,4 +1,4 @@
-"""Speed and peak memory of the generate_train and train stages against the reference's approach.
+"""Speed and peak memory of the generate_train and train stages against the original example's approach.
 
     python -m bench.benchmark                      # size 50, 2,000 sequences (bash run.sh bench)
     python -m bench.benchmark --n-samples 5000 --repeat 5
@@ -8,7 +8,7 @@ Every measurement is one whole process, timed from start to exit, its peak resid
 read from the kernel's accounting of that one child (``os.wait4``). The project's stages
 run as a user runs them (``python -m stages.NAME``) on a params.yaml of the chosen size in a
 temporary folder, the HDF5 write and the model save included. The baseline (bench/baseline.py)
-generates the reference's way in one process, and generates then trains in another; its
+generates the original example's way in one process, and generates then trains in another; its
 training time is that process's time less its own generation, so both sides count the
 interpreter, the TensorFlow import, building the model and the epoch. Generation runs
 ``--repeat`` times and the median run counts (the range is printed too): the project's runs
@@ -22,22 +22,21 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
 import yaml
 
+from bench.process import ROOT, run_measured
+
 log = logging.getLogger("benchmark")
 
-ROOT = Path(__file__).resolve().parents[1]
 MB = 1e6
 
-# The issue's targets: project / baseline speed, and peak memory.
+# What the project set out to reach: speed as project / baseline, and peak memory.
 GENERATION_SPEEDUP_TARGET = 25
 TRAINING_SPEEDUP_TARGET = 4
 GENERATE_PEAK_TARGET_BYTES = 300 * MB
@@ -60,26 +59,6 @@ class Measurement:
     @property
     def per_second(self) -> float:
         return self.n_samples / self.wall_s
-
-
-def run_measured(command: list[str], log_path: Path) -> tuple[float, float, int]:
-    """Runs ``command`` from the project root; returns its wall time, CPU time and peak RSS in bytes.
-
-    Output goes to ``log_path`` (a pipe could fill and stall the child). ``os.wait4`` returns
-    the resource usage of that one child, so its peak is not mixed with any other process's.
-    """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    start = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as output:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{tail}")
-    # Linux reports ru_maxrss in kilobytes.
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def repeated(name: str, n_samples: int, command: list[str], log_path: Path, repeat: int) -> Measurement:
@@ -133,7 +112,7 @@ def measure_project(folder: Path, size: int, n_samples: int, repeat: int, *, eva
 
 
 def measure_baseline(folder: Path, size: int, n_samples: int, repeat: int) -> list[Measurement]:
-    """The reference's generation (median of ``repeat``) and, in a process of its own, its training."""
+    """The baseline's generation (median of ``repeat``) and, in a process of its own, its training."""
     base = [sys.executable, "-m", "bench.baseline"]
     sizes = ["--size", str(size), "--n-samples", str(n_samples)]
     generation = repeated(

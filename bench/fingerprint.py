@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import describe_cpu
 from movingline.dataset import DatasetReader, write_dataset
 from movingline.params import ModelParams, TrainParams
 from movingline.sequences import iter_frame_batches, sample_walks
@@ -30,19 +31,6 @@ N_SAMPLES = 256
 DATA_SEED = 7
 MODEL = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=16, conv_layers=1)
 TRAINING = TrainParams(seed=3, batch_size=32, epochs=1, learning_rate=0.001)
-
-
-def cpu_name() -> str:
-    """The CPU's model name as the kernel reports it, and whether it has AVX512_VNNI
-    (the flag that turns TensorFlow's own oneDNN default on)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            lines = cpuinfo.read().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith(("flags", "Features"))), [])
-    return f"{name} ({'with' if 'avx512_vnni' in flags else 'no'} avx512_vnni)"
 
 
 def fingerprint_md5(folder: Path) -> str:
@@ -112,7 +100,7 @@ def fingerprint() -> str:
     devices = ", ".join(device.name for device in runtime.tf.config.list_logical_devices("GPU")) or "CPU only"
     n_threads = runtime.threads()
     return (
-        f"fingerprint: {cpu_name()}; {platform.machine()}; {runtime.kernel_path()}; "
+        f"fingerprint: {describe_cpu()}; {platform.machine()}; {runtime.kernel_path()}; "
         f"{n_threads} thread{'s' if n_threads != 1 else ''}; {devices}; TensorFlow {runtime.tf.__version__}; "
         f"model md5 {md5}"
     )

@@ -1,21 +1,26 @@
-"""Training speed: the custom loop (movingline/training.py) against the `fit` path it replaced.
+"""Training speed: the custom loop (movingline/training.py) against Keras's `fit` path it replaced.
 
     python -m bench.training                       # 1,500 sequences of size 50, each path twice
     python -m bench.training --n-samples 5000 --repeat 3
 
-Both paths train the default model (params.yaml) on the same file, one process each, and
-the two alternate (fit, loop, fit, loop, ...) so that other work on the machine hits both
-alike. The fit path is the train stage as it was before the loop: the model with float32
-input, compiled, and `model.fit` on FrameBatches casting each batch to float32. Steady-state
-speed counts the steps after the first WARMUP_STEPS (graph tracing); peak memory is the
-child's peak resident set, from the kernel (``os.wait4``).
+Both paths train the default model (params.yaml), built by movingline.model.build_model, on
+the same file, one process each, and the two alternate (fit, loop, fit, loop, ...) so that
+other work on the machine hits both alike. The fit path is bench/fit.py: the model compiled,
+then `model.fit` on FrameBatches. Both feed the uint8 frames as stored to the same uint8-input
+model, so the ratio measures the loop itself (its step under tf.distribute, one batch read
+ahead on a thread) against `fit` (a PyDataset read by two threads). Up to commit 29be941 the
+fit path built a float32-input copy of the model and cast every batch to float32, as the train
+stage did before the loop; the ratios in docs/performance.md from then include that change of
+input type too, which this script no longer measures.
+
+Steady-state speed counts the steps after the first WARMUP_STEPS (graph tracing); wall time
+and peak memory are the whole child process's, from bench/process.py.
 """
 
 import argparse
+import hashlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.process import ROOT, run_measured
+
 WARMUP_STEPS = 5
 PATHS = ("fit", "loop")
 
@@ -31,22 +37,18 @@ PATHS = ("fit", "loop")
 def steady_rate(step_ends: list[float], batch_size: int) -> float:
     """Sequences per second over the steps after the warm-up (all steps full-size but maybe the last)."""
     steps = step_ends[WARMUP_STEPS:]
+    if len(steps) < 2:
+        raise ValueError(f"{len(step_ends)} steps: need at least {WARMUP_STEPS + 2} for a steady-state speed")
     return (len(steps) - 1) * batch_size / (steps[-1] - steps[0])
 
 
-def run_fit(data: Path, params) -> list[float]:
-    """Today's fit path before the loop, faithfully: float32 input model, compile, fit on float32 batches."""
-    import keras
-    import numpy as np
-
-    from movingline.dataset import DatasetReader
+def run_fit(data: Path, params):
+    """Keras's fit path: the project's model, compiled, `fit` for one epoch on uint8 batches.
+    Returns the model and the time after each step."""
     from bench.fit import FrameBatches, compile_model
-    from movingline.runtime import make_deterministic
-
-    class Float32Batches(FrameBatches):
-        def __getitem__(self, index):
-            frames, labels = super().__getitem__(index)
-            return frames.astype(np.float32), labels
+    from movingline.dataset import DatasetReader
+    from movingline.model import build_model
+    from movingline.runtime import keras, make_deterministic
 
     ends: list[float] = []
 
@@ -56,79 +58,81 @@ def run_fit(data: Path, params) -> list[float]:
 
     with DatasetReader(data) as reader:
         make_deterministic(params.train.seed)
-        model = float32_model(reader.info.size, params.model)
+        model = build_model(reader.info.size, params.model)
         compile_model(model, params.train.learning_rate)
-        batches = Float32Batches(reader, params.train.batch_size, with_labels=True)
+        batches = FrameBatches(reader, params.train.batch_size, with_labels=True)
         model.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=[StepTimes()])
-    return ends
+    return model, ends
 
 
-def float32_model(size: int, params):
-    """build_model as it was: float32 input, the same layers otherwise."""
-    import keras
-
-    frames = keras.Input(shape=(None, size, size, 1), name="frames")
-    x = keras.layers.Conv3D(params.filters, (1, params.kernel_size, params.kernel_size), activation="relu")(frames)
-    x = keras.layers.MaxPooling3D((1, params.pool_size, params.pool_size))(x)
-    _, _, height, width, channels = x.shape
-    x = keras.layers.Reshape((-1, height * width * channels))(x)
-    x = keras.layers.LSTM(params.lstm_units)(x)
-    return keras.Model(frames, keras.layers.Dense(1, activation="sigmoid")(x))
-
-
-def run_loop(data: Path, params) -> list[float]:
+def run_loop(data: Path, params):
+    """The train stage's loop (movingline.training.train). Returns the model and the time after each step."""
     from movingline.dataset import DatasetReader
     from movingline.training import train
 
     with DatasetReader(data) as reader:
-        return train(reader, params.model, params.train).step_ends
+        run = train(reader, params.model, params.train)
+    return run.model, run.step_ends
 
 
-def child(path: str, data: Path, params_path: Path, result: Path) -> None:
+def child(path: str, data: Path, params_path: Path, result: Path, model_path: Path | None) -> None:
+    """One measured run: trains by ``path``, writes its speed and kernel path (and, with ``model_path``, the
+    saved model's md5)."""
     from movingline.params import load_params
+    from movingline.runtime import kernel_path
 
     params = load_params(params_path)
-    ends = (run_fit if path == "fit" else run_loop)(data, params)
-    result.write_text(json.dumps({"rate": steady_rate(ends, params.train.batch_size), "steps": len(ends)}))
+    model, ends = (run_fit if path == "fit" else run_loop)(data, params)
+    report = {"rate": steady_rate(ends, params.train.batch_size), "steps": len(ends), "kernel_path": kernel_path()}
+    if model_path is not None:
+        from movingline.model import save_model
+
+        save_model(model, model_path)
+        report["model_md5"] = hashlib.md5(model_path.read_bytes()).hexdigest()
+    result.write_text(json.dumps(report), encoding="utf-8")
+
+
+def child_command(path: str, data: Path, params_path: Path, result: Path, model_path: Path | None = None) -> list[str]:
+    command = [sys.executable, "-m", "bench.training", "--child", path, "--data", str(data)]
+    command += ["--params", str(params_path), "--result", str(result)]
+    return command + (["--model", str(model_path)] if model_path is not None else [])
 
 
 def measure(path: str, data: Path, params_path: Path, folder: Path) -> dict:
+    """One child process training by ``path``: its steady-state rate, steps and peak memory."""
     result = folder / f"{path}.json"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "bench.training", "--child", path, "--data", str(data), "--params", str(params_path), "--result", str(result)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed")
-    # ru_maxrss is in KiB on Linux.
-    return {**json.loads(result.read_text()), "peak_mb": usage.ru_maxrss * 1024 / 1e6}
+    usage = run_measured(child_command(path, data, params_path, result), folder / f"{path}.log")
+    return {**json.loads(result.read_text(encoding="utf-8")), "peak_mb": usage.peak_bytes / 1e6}
+
+
+def training_set(folder: Path, params_path: Path, n_samples: int) -> Path:
+    """A training set of ``n_samples`` sequences at ``params_path``'s other settings, by the generate_train stage."""
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    params["generate_train"]["n_samples"] = n_samples
+    generate_params = folder / "generate-params.yaml"
+    generate_params.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    data = folder / "train.h5"
+    command = [sys.executable, "-m", "stages.generate_train", "--params", str(generate_params)]
+    run_measured([*command, "--output", str(data), "--strip", str(folder / "strip.png")], folder / "generate.log")
+    return data
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", type=Path, help="an existing training set of the default size (skips generating one)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.params, args.result)
+        child(args.child, args.data, args.params, args.result, args.model)
         return
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        params = yaml.safe_load(args.params.read_text())
-        data = args.data
-        if data is None:
-            params["generate_train"]["n_samples"] = args.n_samples
-            (folder / "params.yaml").write_text(yaml.safe_dump(params))
-            data = folder / "train.h5"
-            subprocess.run(
-                [sys.executable, "-m", "stages.generate_train", "--params", str(folder / "params.yaml"), "--output", str(data),
-                 "--strip", str(folder / "strip.png")],
-                cwd=ROOT, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-            )
+        data = args.data or training_set(folder, args.params, args.n_samples)
         results = {path: [] for path in PATHS}
         for run in range(args.repeat):
             for path in PATHS:

@@ -7,7 +7,6 @@ process's CPU seconds, which other jobs on the machine disturb far less than wal
     python -m scripts.measure_gzip
 """
 
-import platform
 import subprocess
 import tempfile
 import time
@@ -17,18 +16,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from bench.machine import describe_cpu
 from movingline.generate import render_batch_size
 from movingline.sequences import render_frames, sample_walks
 
 N_SAMPLES, SIZE, SEED = 5000, 50, 1
 SETTINGS = [(1, False), (2, False), (4, False), (6, False), (9, False), (1, True)]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def measure(path: Path, walks, level: int, shuffle: bool) -> tuple[float, float]:
@@ -52,7 +45,7 @@ def measure(path: Path, walks, level: int, shuffle: bool) -> tuple[float, float]
 
 def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"{cpu_name()}, commit {commit}, {datetime.now(timezone.utc):%Y-%m-%d}")
+    print(f"{describe_cpu()}, commit {commit}, {datetime.now(timezone.utc):%Y-%m-%d}")
     print()
     print("| gzip level | write, CPU s | read, CPU s | bytes a sequence | train.h5 |")
     print("|---|---|---|---|---|")

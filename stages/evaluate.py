@@ -5,8 +5,8 @@ DVC's plot templates draw the ROC curve (plots/roc.json) and the confusion matri
 
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.dataset import DatasetReader
-from movingline.model import frame_size, load_model
 from movingline.evaluation import compute_metrics, confusion_rows, metrics_summary, roc_points
+from movingline.model import frame_size, load_model
 from movingline.outputs import atomic_outputs, check_destinations, write_json
 from movingline.params import load_params
 from movingline.prediction import predict_batches

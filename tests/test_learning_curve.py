@@ -1,39 +1,41 @@
 """The learning-curve experiment: its grid and summaries. (`dvc exp run -S model.conv_layers=2` end to end is
 test_dvc_workflows.py's exp-run test.)"""
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from experiments import learning_curve
-from experiments.learning_curve import (
-    BEGIN_MARK,
-    BUDGETS,
-    END_MARK,
-    MODELS,
-    SEEDS,
-    Result,
-    Run,
-    grid,
-    markdown,
+from experiments.learning_curve import dvc_queue
+from experiments.learning_curve.dvc_queue import (
     queued_elsewhere,
-    set_params,
-    smallest_budgets,
-    summarise,
+    describe_test_set,
     training_seconds,
-    update_doc,
     wait_for,
     with_earlier_times,
+)
+from experiments.learning_curve.grid import BUDGETS, MODELS, SEEDS, Result, Run, grid, set_params
+from experiments.learning_curve.report import (
+    BEGIN_MARK,
+    END_MARK,
+    markdown,
+    read_csv,
+    smallest_budgets,
+    summarise,
+    update_doc,
     write_csv,
 )
 from movingline.errors import InputError
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def result(model: str, budget: int, seed: int, accuracy: float, seconds: float | None = 1.0) -> Result:
     return Result(Run(model, budget, seed, "lc"), accuracy, 1 - accuracy, seconds, "train stage", 100, "40 sequences")
 
 
-def test_the_grid_covers_the_issues_budgets_seeds_and_models():
+def test_the_grid_covers_the_planned_budgets_seeds_and_models():
     runs = grid(MODELS, BUDGETS, SEEDS, "lc")
     assert {250, 500, 1000, 2000, 5000} <= set(BUDGETS) and len(SEEDS) >= 3 and len(MODELS) >= 3
     assert MODELS["reference"] == {}
@@ -126,8 +128,33 @@ def test_the_results_section_is_replaced_between_the_markers_only(tmp_path):
         update_doc(tmp_path / "plain.md", "x")
 
 
+def test_the_committed_csv_rebuilds_the_committed_csv_and_tables(tmp_path):
+    """The report is a function of the CSV: the committed docs/learning-curve.csv gives back its
+    own bytes and the results section of docs/learning-curve.md, all but the script's wall time."""
+    committed_csv = DOCS / "learning-curve.csv"
+    params = yaml.safe_load((DOCS.parent / "params.yaml").read_text(encoding="utf-8"))
+    results = read_csv(committed_csv, describe_test_set(params))
+    write_csv(results, tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_bytes() == committed_csv.read_bytes()
+    section = markdown(results, MODELS, {}, 0.0, "learning-curve.png", params["generate_train"]["n_samples"])
+    doc = (DOCS / "learning-curve.md").read_text(encoding="utf-8")
+    committed = doc.split(f"{BEGIN_MARK}\n", 1)[1].split(END_MARK, 1)[0]
+    wall_time = re.compile(r"this invocation of the script took [0-9.]+ min")
+    assert wall_time.search(committed)
+    assert wall_time.sub("", section) == wall_time.sub("", committed)
+
+
+def test_tables_round_the_csvs_six_places_half_up():
+    # 0.348850 is stored a hair below its decimal value, so plain formatting would round it down.
+    assert f"{0.348850:.4f}" == "0.3488"
+    run = Run("reference", 250, 4, "lc")
+    results = [result("reference", 250, 3, 0.5), Result(run, 0.5, 0.348850, 1.0, "train stage", 100, "40 sequences")]
+    results[0] = Result(results[0].run, 0.5, 0.1, 1.0, "train stage", 100, "40 sequences")
+    assert "| 0.3489 | 1.0 | 1.0 |" in markdown(results, {"reference": {}}, {}, 1.0, "c.png", 5000)
+
+
 def test_the_docs_page_has_the_results_markers():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "learning-curve.md").read_text(encoding="utf-8")
+    text = (DOCS / "learning-curve.md").read_text(encoding="utf-8")
     assert text.index(BEGIN_MARK) < text.index(END_MARK)
 
 
@@ -141,12 +168,12 @@ def test_waiting_outlasts_a_few_failed_polls_but_not_many(monkeypatch):
             raise answer
         return answer
 
-    monkeypatch.setattr(learning_curve, "experiments", poll)
+    monkeypatch.setattr(dvc_queue, "experiments", poll)
     assert wait_for(runs, "abc", poll_seconds=0) == {"lc-reference-n250-s3": {"state": "success"}}
 
     def always_failing(baseline):
         raise InputError("`dvc exp show` failed: broken")
 
-    monkeypatch.setattr(learning_curve, "experiments", always_failing)
+    monkeypatch.setattr(dvc_queue, "experiments", always_failing)
     with pytest.raises(InputError, match="broken"):
         wait_for(runs, "abc", poll_seconds=0)
