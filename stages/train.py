@@ -1,9 +1,9 @@
 """Stage train: data/train.h5 -> models/model.keras and the per-step training curve.
 
-Trains in this process or, when TF_CONFIG is set, as one worker of a tf.distribute cluster
-(docs/scaling.md); --local-workers N starts N such workers on this machine. Saves its state
-in checkpoints/ every MOVINGLINE_CHECKPOINT_SECONDS and when interrupted, and a rerun with
-the same inputs resumes from it (docs/training.md).
+Trains in this process or, when TF_CONFIG is set or `srun -n N` started it, as one worker
+of a tf.distribute cluster (docs/scaling.md); --local-workers N starts N such workers on
+this machine. Saves its state in checkpoints/ every MOVINGLINE_CHECKPOINT_SECONDS and when
+interrupted, and a rerun with the same inputs resumes from it (docs/training.md).
 """
 
 import dataclasses
