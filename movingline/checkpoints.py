@@ -36,8 +36,8 @@ DEFAULT_SECONDS = 60
 FILE_NAME = "train.npz"
 FORMAT = "movingline-train-checkpoint"
 VERSION = 1
-# The modules whose code decides the numbers training produces.
-TRAINING_MODULES = ("batching", "checkpoints", "model", "training")
+# The modules whose code decides the numbers training produces (files beside this one).
+TRAINING_MODULES = ("batching", "checkpoints", "model", "resume", "training", "validation")
 
 
 @dataclass
@@ -75,26 +75,22 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(data: Path, params: dict[str, object], n_workers: int) -> dict[str, str]:
+def fingerprint(data: Path, params: dict[str, object], n_workers: int, setup: dict[str, str]) -> dict[str, str]:
     """What a run's checkpoint must match to be continued, by part (each a short hash or value).
 
     ``params`` holds the params that training reads (the model and train sections and the
-    frame size). The thread count and the CPU kernel path are this process's.
+    frame size); ``setup`` is this process's TensorFlow set-up (runtime.setup()): its thread
+    count, CPU kernel path and versions.
     """
-    from movingline import batching, checkpoints, model, runtime, training
-
-    modules = {"batching": batching, "checkpoints": checkpoints, "model": model, "training": training}
     code = hashlib.sha256()
     for name in TRAINING_MODULES:
-        code.update(Path(modules[name].__file__).read_bytes())
+        code.update((Path(__file__).parent / f"{name}.py").read_bytes())
     return {
         "data file": _sha256_file(data)[:16],
         "params": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
         "workers": str(n_workers),
-        "threads": str(runtime.threads()),
-        "kernels": runtime.kernel_path(),
+        **setup,
         "training code": code.hexdigest()[:16],
-        "versions": f"TensorFlow {runtime.tf.__version__}, Keras {runtime.keras.__version__}",
     }
 
 

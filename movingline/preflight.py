@@ -150,3 +150,12 @@ def require_model_size(model_path: Path, model_size: int, size: int, source: Pat
     else:
         found = f"{source} holds {size}x{size} frames (retrain it, or give data of that size)"
     raise InputError(f"{model_path}: the model was trained on {model_size}x{model_size} frames, but {found}")
+
+
+def require_training_sequences(n_samples: int, validation_sequences: int, params_path: Path, data: Path) -> None:
+    """Refuses a validation set that would leave nothing to train on."""
+    if validation_sequences >= n_samples:
+        raise InputError(
+            f"{params_path}: train.validation_sequences: {validation_sequences} would hold out all of the "
+            f"{n_samples} sequences of {data}; keep it below {n_samples}"
+        )

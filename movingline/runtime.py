@@ -119,6 +119,17 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def setup() -> dict[str, str]:
+    """What of this process's TensorFlow set-up decides the bits it computes: threads, CPU
+    kernels and versions (a checkpoint records them, and resumes only where they match)."""
+    tf, keras = _load_tensorflow()
+    return {
+        "threads": str(threads()),
+        "kernels": kernel_path(),
+        "versions": f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
+    }
+
+
 def _load_tensorflow() -> tuple[Any, Any]:
     """(tf, keras), imported once: after prepare() if nothing imported TensorFlow before us."""
     if "tf" not in globals():

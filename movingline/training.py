@@ -15,9 +15,7 @@ hence this loop; one process uses it too, under TensorFlow's default strategy.
 import contextlib
 import csv
 import logging
-import math
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,15 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from movingline import runtime
 from movingline.batching import batch_bounds
-from movingline.checkpoints import CurveRow, TrainingState, load_checkpoint, save_checkpoint
+from movingline.checkpoints import CurveRow, save_checkpoint
 from movingline.dataset import DatasetReader
-from movingline.errors import ClusterError, Terminated
+from movingline.errors import ClusterError
 from movingline.labels import THRESHOLD
 from movingline.model import build_model
 from movingline.params import ModelParams, TrainParams
-from movingline import runtime
+from movingline.resume import Checkpointing, Interruptions, snapshot, starting_state, variables
 from movingline.runtime import keras, make_deterministic, tf
+from movingline.validation import Validation, make_validation_step, record, validation_due
 
 log = logging.getLogger("train")
 
@@ -80,16 +80,6 @@ class TrainingRun:
         return self.sequences / self.seconds if self.seconds > 0 else float("nan")
 
 
-@dataclass(frozen=True)
-class Checkpointing:
-    """Where and how often the training loop saves its state, and whether this process writes it."""
-
-    path: Path
-    fingerprint: dict[str, str]
-    interval_s: float
-    writer: bool  # the chief; other workers restore what the chief broadcasts
-
-
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy, size: int
 ):
@@ -129,28 +119,6 @@ def make_train_step(
     return train_step
 
 
-def make_validation_step(model: keras.Model, strategy: tf.distribute.Strategy, size: int):
-    """The compiled validation batch: this replica's frames and labels -> the global sums of loss and correct."""
-
-    def replica_step(frames: tf.Tensor, labels: tf.Tensor):
-        probabilities = model(frames, training=False)
-        per_sequence = keras.losses.binary_crossentropy(labels[:, None], probabilities)
-        correct = tf.cast(tf.equal(tf.cast(probabilities[:, 0] >= THRESHOLD, tf.float32), labels), tf.float32)
-        return tf.reduce_sum(per_sequence), tf.reduce_sum(correct)
-
-    @tf.function(
-        input_signature=[tf.TensorSpec((None, size, size, size, 1), tf.uint8), tf.TensorSpec((None,), tf.float32)]
-    )
-    def validation_step(frames, labels):
-        loss, correct = strategy.run(replica_step, args=(frames, labels))
-        return (
-            strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-            strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None),
-        )
-
-    return validation_step
-
-
 def _read_local(reader: DatasetReader, bounds: tuple[int, int], replica: int, n_replicas: int) -> tuple:
     """This replica's rows of the global batch ``bounds``: frames, float labels, global batch size."""
     start, stop = replica_rows(*bounds, replica, n_replicas)
@@ -169,102 +137,6 @@ def _local_batches(reader: DatasetReader, batches: list[tuple[int, int]], replic
             if index + 1 < len(batches):
                 pending = pool.submit(_read_local, reader, batches[index + 1], replica, n_replicas)
             yield batch
-
-
-def validation_due(step: int, epoch_end: bool, last: bool, validate_every: int) -> bool:
-    """Whether to validate after global step ``step``: every ``validate_every`` steps, or at each
-    epoch's end when it is 0, and always after the last step, so the final weights are a candidate."""
-    return last or (step % validate_every == 0 if validate_every else epoch_end)
-
-
-class _Interruptions:
-    """Notes SIGINT and SIGTERM instead of stopping at once, so that the loop stops between steps.
-
-    A second signal stops at once, without a checkpoint.
-    """
-
-    def __init__(self):
-        self.signum: int | None = None
-
-    def __enter__(self) -> "_Interruptions":
-        # Only the main thread may set handlers; elsewhere signals keep their usual effect.
-        if threading.current_thread() is not threading.main_thread():
-            self._previous = {}
-            return self
-        self._previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        for signum in self._previous:
-            signal.signal(signum, self._note)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _note(self, signum: int, frame) -> None:
-        if self.signum is not None:
-            raise self.exception(signum)
-        self.signum = signum
-        log.info("train: %s received; stopping after this step (again to stop at once)", signal.Signals(signum).name)
-
-    @staticmethod
-    def exception(signum: int | None) -> BaseException:
-        """What the stage's runner turns into the usual exit status (130 or 143)."""
-        return KeyboardInterrupt() if signum in (None, signal.SIGINT) else Terminated(signum)
-
-
-def _variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> tuple[list, list]:
-    return list(model.weights), list(optimizer.variables)
-
-
-def _snapshot(variables: list) -> list[np.ndarray]:
-    return [np.array(variable.numpy()) for variable in variables]
-
-
-def _restore(variables: list, values: list[np.ndarray]) -> None:
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
-
-
-def _fits(variables: list, values: list[np.ndarray]) -> bool:
-    return len(variables) == len(values) and all(
-        tuple(v.shape) == w.shape and np.dtype(v.dtype) == w.dtype for v, w in zip(variables, values)
-    )
-
-
-def _broadcast_from_chief(strategy: tf.distribute.Strategy, local: np.ndarray) -> np.ndarray:
-    """The chief's ``local`` int32 vector on every worker: the others contribute zeros to one
-    all-reduce, and integer sums with zero are exact, so every bit arrives as it was."""
-    value = strategy.experimental_distribute_values_from_function(lambda context: tf.constant(local))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy()
-
-
-def _share_state(
-    strategy: tf.distribute.Strategy, state: TrainingState | None, variables: list, n_weights: int, chief: bool
-) -> TrainingState | None:
-    """Under N workers, what the chief restored, given to every worker (without the curve and
-    the best weights, which only the chief writes)."""
-    best = np.array([math.nan if state is None or state.best_loss is None else state.best_loss], np.float64)
-    numbers = (1, state.step, state.since_best, state.best_step or 0) if state is not None else (0, 0, 0, 0)
-    header = np.array(numbers, np.int64)
-    values = state.weights + state.optimizer if state is not None else [np.zeros(v.shape, np.dtype(v.dtype)) for v in variables]
-    parts = [header.view(np.int32), best.view(np.int32)] + [np.ascontiguousarray(v).view(np.int32).ravel() for v in values]
-    local = np.concatenate(parts) if chief else np.zeros(sum(len(p) for p in parts), np.int32)
-    shared = _broadcast_from_chief(strategy, local)
-    if not shared[:2].view(np.int64)[0]:
-        return None
-    if chief:
-        return state
-    step, since_best, best_step = (int(x) for x in shared[2:8].view(np.int64))
-    best_loss = float(shared[8:10].view(np.float64)[0])
-    offset, restored = 10, []
-    for variable in variables:
-        dtype, shape = np.dtype(variable.dtype), tuple(variable.shape)
-        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize // 4
-        restored.append(shared[offset : offset + n].view(dtype).reshape(shape).copy())
-        offset += n
-    best_loss = None if math.isnan(best_loss) else best_loss
-    return TrainingState(step, restored[:n_weights], restored[n_weights:], [], best_loss=best_loss,
-                         best_step=best_step or None, since_best=since_best)
 
 
 def train(
@@ -303,13 +175,14 @@ def train(
         model = build_model(size, model_params)
         optimizer = keras.optimizers.Adam(learning_rate=params.learning_rate)
         optimizer.build(model.trainable_variables)
-    weights, slots = _variables(model, optimizer)
-    state = _starting_state(checkpointing, strategy, weights, slots, replica)
+    weights, slots = variables(model, optimizer)
+    state = starting_state(checkpointing, strategy, weights, slots, replica)
     resumed_at = state.step
     n_train = len(reader) - params.validation_sequences
     schedule = [(epoch, bounds) for epoch in range(1, params.epochs + 1) for bounds in batch_bounds(n_train, params.batch_size)]
     epoch_ends = {index for index, (epoch, _) in enumerate(schedule) if index + 1 == len(schedule) or schedule[index + 1][0] != epoch}
-    validation = _Validation(reader, make_validation_step(model, strategy, size), n_train, params, replica, n_replicas)
+    validation = Validation(lambda bounds: _read_local(reader, bounds, replica, n_replicas),
+                            make_validation_step(model, strategy, size), n_train, params.validation_sequences, params.batch_size)
     train_step = make_train_step(model, optimizer, strategy, size)
     display = _Progress(progress, params.epochs, -(-n_train // params.batch_size))
     step_ends: list[float] = []
@@ -318,14 +191,14 @@ def train(
     last_save = time.monotonic()
 
     def save() -> None:
-        state.weights, state.optimizer = _snapshot(weights), _snapshot(slots)
+        state.weights, state.optimizer = snapshot(weights), snapshot(slots)
         state.seconds = previous_seconds + time.perf_counter() - start
         began = time.perf_counter()
         save_checkpoint(checkpointing.path, state, checkpointing.fingerprint)
         log.debug("train: checkpoint at step %d saved in %.3f s", state.step, time.perf_counter() - began)
 
     batches = _local_batches(reader, [bounds for _, bounds in schedule[resumed_at:]], replica, n_replicas)
-    with _Interruptions() as interruptions:
+    with Interruptions() as interruptions:
         for index in range(resumed_at, len(schedule)):
             epoch = schedule[index][0]
             if index == resumed_at or schedule[index - 1][0] != epoch:
@@ -337,7 +210,9 @@ def train(
                 row = CurveRow(index + 1, epoch, float(loss), float(accuracy))
                 if params.validating and validation_due(index + 1, index in epoch_ends, index + 1 == len(schedule), params.validate_every):
                     row.val_loss, row.val_accuracy = validation.score()
-                    validation.update(state, row, weights, replica == 0)
+                    if record(state, row):
+                        # Only the chief writes the model; the others keep no copy of the best weights.
+                        state.best_weights = snapshot(weights) if replica == 0 else None
             state.curve.append(row)
             state.step = index + 1
             step_ends.append(time.perf_counter())
@@ -359,7 +234,7 @@ def train(
     seconds = time.perf_counter() - start
     last_weights = None
     if state.best_weights is not None:
-        last_weights = _snapshot(weights)
+        last_weights = snapshot(weights)
         model.set_weights(state.best_weights)
         log.info("train: keeping the weights of step %d, the lowest validation loss (%.6f)", state.best_step, state.best_loss)
     sequences = sum(stop - begin for _, (begin, stop) in schedule[resumed_at : state.step])
@@ -403,66 +278,6 @@ class _Progress:
         self.sums += (row.loss, row.accuracy)
         self.shown += 1
         self.bar.update(index % self.steps_per_epoch + 1, list(zip(("loss", "accuracy"), self.sums / self.shown)))
-
-
-def _starting_state(
-    checkpointing: Checkpointing | None, strategy: tf.distribute.Strategy, weights: list, slots: list, replica: int
-) -> TrainingState:
-    """The state training starts from, restored into the model and optimiser: the checkpoint's
-    (read by the chief, broadcast to the other workers), or step 0."""
-    state = _restored_state(checkpointing, weights, slots, replica == 0)
-    if strategy.num_replicas_in_sync > 1:
-        state = _share_state(strategy, state, weights + slots, len(weights), replica == 0)
-    if state is None:
-        return TrainingState(0, [], [], [])
-    _restore(weights + slots, state.weights + state.optimizer)
-    if replica == 0:
-        log.info("train: resuming from the checkpoint %s at step %d", checkpointing.path, state.step)
-    return state
-
-
-def _restored_state(checkpointing: Checkpointing | None, weights: list, slots: list, chief: bool) -> TrainingState | None:
-    """The checkpoint this run can continue from, read by the chief; None to start afresh."""
-    if checkpointing is None or not chief:
-        return None
-    state = load_checkpoint(checkpointing.path, checkpointing.fingerprint)
-    if state is None:
-        return None
-    if not (_fits(weights, state.weights) and _fits(slots, state.optimizer)):
-        log.info("train: ignoring the checkpoint %s: its variables do not fit this model", checkpointing.path)
-        return None
-    if state.best_weights is not None and not _fits(weights, state.best_weights):
-        log.info("train: ignoring the checkpoint %s: its best weights do not fit this model", checkpointing.path)
-        return None
-    return state
-
-
-class _Validation:
-    """Scores the held-out sequences, and keeps the best weights seen."""
-
-    def __init__(self, reader: DatasetReader, step, start: int, params: TrainParams, replica: int, n_replicas: int):
-        self.reader, self.step, self.start, self.params = reader, step, start, params
-        self.replica, self.n_replicas = replica, n_replicas
-
-    def score(self) -> tuple[float, float]:
-        """Mean binary cross-entropy and accuracy over the validation sequences, at the current weights."""
-        loss_sum, correct = 0.0, 0.0
-        for start, stop in batch_bounds(len(self.reader) - self.start, self.params.batch_size):
-            frames, labels, _ = _read_local(self.reader, (self.start + start, self.start + stop), self.replica, self.n_replicas)
-            batch_loss, batch_correct = self.step(frames, labels)
-            loss_sum += float(batch_loss)
-            correct += float(batch_correct)
-        n = self.params.validation_sequences
-        return loss_sum / n, correct / n
-
-    @staticmethod
-    def update(state: TrainingState, row: CurveRow, weights: list, keep: bool) -> None:
-        """Counts a validation without improvement, or records a new best (its weights only where ``keep``)."""
-        if state.best_loss is None or row.val_loss < state.best_loss:
-            state.best_loss, state.best_step, state.since_best = row.val_loss, row.step, 0
-            state.best_weights = _snapshot(weights) if keep else None
-        else:
-            state.since_best += 1
 
 
 def describe_devices(strategy: tf.distribute.Strategy) -> str:

@@ -9,16 +9,15 @@ interrupted, and a rerun with the same inputs resumes from it (docs/training.md)
 import dataclasses
 import logging
 import sys
-from pathlib import Path
 
+from movingline import runtime
 from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
 from movingline.dataset import DatasetReader
-from movingline.errors import InputError
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
-from movingline.preflight import require_size, require_training_fits
+from movingline.preflight import require_size, require_training_fits, require_training_sequences
 from movingline.runtime import positive_setting
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def main() -> None:
 
         read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
                 "train": dataclasses.asdict(params.train)}
-        run_fingerprint = fingerprint(args.data, read, cluster.n_workers if cluster else 1)
+        run_fingerprint = fingerprint(args.data, read, cluster.n_workers if cluster else 1, runtime.setup())
         checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, is_chief)
         strategy = make_strategy(cluster)
         print(f"train: training on {describe_devices(strategy)}", flush=True)
@@ -73,15 +72,6 @@ def main() -> None:
             write_curve(run.curve, curve_path)
         remove_checkpoint(checkpointing.path)
         log.info("wrote %s (%d parameters) and %s", args.model, run.model.count_params(), args.curve)
-
-
-def require_training_sequences(n_samples: int, validation_sequences: int, params_path: Path, data: Path) -> None:
-    """Refuses a validation set that would leave nothing to train on."""
-    if validation_sequences >= n_samples:
-        raise InputError(
-            f"{params_path}: train.validation_sequences: {validation_sequences} would hold out all of the "
-            f"{n_samples} sequences of {data}; keep it below {n_samples}"
-        )
 
 
 if __name__ == "__main__":

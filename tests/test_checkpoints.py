@@ -20,7 +20,8 @@ from movingline.checkpoints import CurveRow, TrainingState, load_checkpoint, sav
 from movingline.dataset import DatasetReader, write_dataset
 from movingline.params import ModelParams, TrainParams
 from movingline.sequences import iter_frame_batches, sample_walks
-from movingline.training import train, validation_due
+from movingline.training import train
+from movingline.validation import validation_due
 from tests.conftest import copy_project, run_stage, stage_env, tiny_params, write_params
 
 SIZE = 8

@@ -15,15 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from movingline.cluster import (
-    FIRST_PORT,
-    PORT_BLOCK,
-    PORT_BLOCKS,
-    expand_hostlist,
-    expand_tasks_per_node,
-    read_cluster,
-    read_slurm_step,
-)
+from movingline.cluster import read_cluster, read_slurm_step
+from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
 from movingline.errors import InputError
 from movingline.runtime import thread_share
 from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, stage_env, tiny_params
