@@ -25,11 +25,13 @@ import platform
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 import yaml
 
+from bench.machine import commit, describe_cpu
 from bench.process import ROOT, run_measured
 
 log = logging.getLogger("benchmark")
@@ -138,7 +140,10 @@ def machine() -> str:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             continue
-    return f"{os.cpu_count()} CPUs, {memory / 2**30:.0f} GiB, Python {platform.python_version()}, {', '.join(versions)}"
+    return (
+        f"{describe_cpu()}, {os.cpu_count()} CPUs, {memory / 2**30:.0f} GiB, Python {platform.python_version()}, "
+        f"{', '.join(versions)}; commit {commit()}, {datetime.now(timezone.utc):%Y-%m-%d}"
+    )
 
 
 def verdict(value: float, target: float, *, at_least: bool) -> str:

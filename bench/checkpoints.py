@@ -32,8 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     from movingline.checkpoints import DEFAULT_SECONDS, TrainingState, save_checkpoint
     from movingline.model import build_model
-    from movingline.runtime import keras
     from movingline.params import load_params
+    from movingline.runtime import keras
 
     params = load_params(args.params)
     model = build_model(params.data.size, params.model)

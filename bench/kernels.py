@@ -30,13 +30,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.machine import cpu_flag, cpu_model, read_cpuinfo
+from bench.machine import commit, cpu_flag, cpu_model, read_cpuinfo
 from bench.process import ROOT, run_measured
 from bench.training import child_command, training_set
 
@@ -73,15 +72,6 @@ class KernelRun:
     peak_bytes: int
     model_md5: str
     kernel_path: str  # as the child's movingline.runtime.kernel_path() named it
-
-
-def commit() -> str:
-    """The checkout's commit, marked '+changes' when the tracked files differ from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def summarise(runs: list[KernelRun]) -> dict[str, dict]:

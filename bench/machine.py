@@ -1,7 +1,11 @@
-"""What CPU this is, from /proc/cpuinfo: the one place the benchmarks and the fingerprint read it."""
+"""What machine and checkout a measurement ran on: the CPU from /proc/cpuinfo and the git
+commit, read in one place for the benchmarks and the fingerprint."""
 
 import platform
+import subprocess
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model(cpuinfo: str) -> str:
@@ -42,3 +46,12 @@ def describe_cpu() -> str:
     vnni = cpu_flag(cpuinfo, "avx512_vnni")
     has = "flags unknown" if vnni is None else ("with avx512_vnni" if vnni else "no avx512_vnni")
     return f"{cpu_model(cpuinfo)}, {has}"
+
+
+def commit() -> str:
+    """The checkout's commit, marked '+changes' when the tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
