@@ -341,8 +341,6 @@ def wait_for(condition, seconds: float, what: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("--checkpoints" not in (ROOT / "stages/train.py").read_text(),
-                    reason="needs the train stage's checkpoints and resume (--checkpoints)")
 def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     # Long enough (two epochs of 500 steps) that the signal lands mid-training.
     params = tiny_params(generate_train={"n_samples": 1000}, train={"batch_size": 2, "epochs": 2})
