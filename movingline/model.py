@@ -6,7 +6,7 @@ weights, computed as one convolution over all frames of the batch: time folded i
 batch, with built-in layers only, so ``keras.models.load_model`` needs nothing of ours.
 It gives the same outputs as the ``TimeDistributed`` form (tests/test_model.py checks the
 equality; ``time_distributed=True`` builds that form) and trained 5x faster than it under
-Keras's ``fit`` (docs/performance.md, where the machine is named). Training itself is
+Keras's ``fit`` when measured at commit 70170ae (docs/performance.md). Training itself is
 movingline/training.py; the ``fit`` path it replaced is kept in bench/fit.py, which the
 benchmark and the tests compare the loop against.
 """
