@@ -2,9 +2,9 @@
 command-line entry points import it.
 
 Exit status 2 means bad input (as argparse uses), 1 an unexpected failure, 3 a training
-worker lost or missing (movingline/cluster.py), 130 an interruption by Ctrl-C (SIGINT)
-and 143 by SIGTERM. Set MOVINGLINE_DEBUG=1 to see the
-full traceback.
+worker lost (movingline/cluster.py), 130 an interruption by Ctrl-C (SIGINT), 143 by
+SIGTERM, and 137 a worker that waited too long for its peers to join (ended by its
+watchdog). Set MOVINGLINE_DEBUG=1 to see the full traceback.
 """
 
 import argparse
