@@ -51,6 +51,9 @@ ClusterName=movingline
 SlurmctldHost=$host
 SlurmUser=root
 AuthType=auth/munge
+# How long a requeued job waits before it starts again (the default is 120 s); short here so
+# that tests/test_slurm.py sees a requeued job run without forcing its start time.
+AuthInfo=cred_expire=20
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
