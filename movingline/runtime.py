@@ -119,6 +119,20 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def describe_devices(strategy) -> str:
+    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0 (oneDNN, AVX2 kernels, 1 thread)',
+    for the log line that says where training runs and which kernels computed it."""
+    tf, _ = _load_tensorflow()
+    n_workers = getattr(strategy.extended, "_num_workers", 1)
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    n_threads = threads()
+    cpu = f"/CPU:0 ({kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"
+    devices = ", ".join([*gpus, cpu])
+    workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
+    replicas = f"{strategy.num_replicas_in_sync} replica{'s' if strategy.num_replicas_in_sync != 1 else ''}"
+    return f"{workers} ({replicas} in all), devices here: {devices}"
+
+
 def setup() -> dict[str, str]:
     """What of this process's TensorFlow set-up decides the bits it computes: threads, CPU
     kernels and versions (a checkpoint records them, and resumes only where they match)."""

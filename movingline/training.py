@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from movingline import runtime
 from movingline.batching import batch_bounds
 from movingline.checkpoints import CurveRow, save_checkpoint
 from movingline.dataset import DatasetReader
@@ -278,19 +277,6 @@ class _Progress:
         self.sums += (row.loss, row.accuracy)
         self.shown += 1
         self.bar.update(index % self.steps_per_epoch + 1, list(zip(("loss", "accuracy"), self.sums / self.shown)))
-
-
-def describe_devices(strategy: tf.distribute.Strategy) -> str:
-    """E.g. '2 workers (2 replicas in all), devices here: /CPU:0 (oneDNN, AVX2 kernels, 1 thread)',
-    for the log line that says where training runs and which kernels computed it."""
-    n_workers = getattr(strategy.extended, "_num_workers", 1)
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    n_threads = runtime.threads()
-    cpu = f"/CPU:0 ({runtime.kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"
-    devices = ", ".join([*gpus, cpu])
-    workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
-    replicas = f"{strategy.num_replicas_in_sync} replica{'s' if strategy.num_replicas_in_sync != 1 else ''}"
-    return f"{workers} ({replicas} in all), devices here: {devices}"
 
 
 def write_curve(curve: list[CurveRow], path: Path) -> None:

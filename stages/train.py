@@ -49,14 +49,14 @@ def main() -> None:
         n_train = len(reader) - params.train.validation_sequences
         require_training_fits(params, args.params, min(params.train.batch_size, n_train))
         from movingline.checkpoints import fingerprint, remove_checkpoint
-        from movingline.training import Checkpointing, describe_devices, train, write_curve
+        from movingline.training import Checkpointing, train, write_curve
 
         read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
                 "train": dataclasses.asdict(params.train)}
         run_fingerprint = fingerprint(args.data, read, cluster.n_workers if cluster else 1, runtime.setup())
         checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, is_chief)
         strategy = make_strategy(cluster)
-        print(f"train: training on {describe_devices(strategy)}", flush=True)
+        print(f"train: training on {runtime.describe_devices(strategy)}", flush=True)
         run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
                     progress=(1 if sys.stdout.isatty() else 2) if is_chief else 0, checkpointing=checkpointing)
     steps = len(run.step_ends)  # this run's; a resumed run took the others before
