@@ -33,7 +33,8 @@ timed() {
 {
     echo "# written by scripts/record_workflows.sh"
     echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
-    echo "# commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with uncommitted changes, not in the clone)')"
+    # The log itself may be a tracked file being rewritten; it does not count as a change.
+    echo "# commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ":(exclude)$LOG" || echo ' (with uncommitted changes, not in the clone)')"
     echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     git clone --quiet "$SOURCE" "$WORK/clone"
     cd "$WORK/clone"
