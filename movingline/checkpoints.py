@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("train")
+log = logging.getLogger(__name__)
 
 SECONDS_VARIABLE = "MOVINGLINE_CHECKPOINT_SECONDS"
 DEFAULT_SECONDS = 60

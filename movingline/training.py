@@ -35,7 +35,7 @@ from movingline.resume import Checkpointing, Interruptions, snapshot, starting_s
 from movingline.runtime import keras, make_deterministic, tf
 from movingline.validation import Validation, make_validation_step, record, validation_due
 
-log = logging.getLogger("train")
+log = logging.getLogger(__name__)
 
 # What a collective op raises when a peer dies or stops answering.
 PEER_ERRORS = (

@@ -7,7 +7,6 @@ process's CPU seconds, which other jobs on the machine disturb far less than wal
     python -m scripts.measure_gzip
 """
 
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bench.machine import describe_cpu
+from bench.machine import commit, describe_cpu
 from movingline.generate import render_batch_size
 from movingline.sequences import render_frames, sample_walks
 
@@ -44,8 +43,7 @@ def measure(path: Path, walks, level: int, shuffle: bool) -> tuple[float, float]
 
 
 def main() -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"{describe_cpu()}, commit {commit}, {datetime.now(timezone.utc):%Y-%m-%d}")
+    print(f"{describe_cpu()}, commit {commit()}, {datetime.now(timezone.utc):%Y-%m-%d}")
     print()
     print("| gzip level | write, CPU s | read, CPU s | bytes a sequence | train.h5 |")
     print("|---|---|---|---|---|")

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from movingline import runtime
-from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE
+from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE, fingerprint, remove_checkpoint
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
 from movingline.dataset import DatasetReader
@@ -48,8 +48,8 @@ def main() -> None:
         require_training_sequences(len(reader), params.train.validation_sequences, args.params, args.data)
         n_train = len(reader) - params.train.validation_sequences
         require_training_fits(params, args.params, min(params.train.batch_size, n_train))
-        from movingline.checkpoints import fingerprint, remove_checkpoint
-        from movingline.training import Checkpointing, train, write_curve
+        from movingline.resume import Checkpointing
+        from movingline.training import train, write_curve
 
         read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
                 "train": dataclasses.asdict(params.train)}

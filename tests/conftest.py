@@ -117,6 +117,16 @@ def repo(tmp_path: Path) -> Path:
     return git_project(tmp_path / "repo")
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A project copy holding the tiny training and test sets, generated once per test module, to
+    copy into each worker's project (tests/test_distributed.py, tests/test_slurm.py)."""
+    root = copy_project(tmp_path_factory.mktemp("data") / "project")
+    run_stage("generate_train", root)
+    run_stage("generate_test", root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory) -> Path:
     """A project copy in which every stage has run once at tiny params (shared, read-only)."""

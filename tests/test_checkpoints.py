@@ -69,7 +69,7 @@ def test_a_checkpoint_reads_back_bit_for_bit(tmp_path):
 def test_a_checkpoint_from_other_inputs_is_ignored_saying_what_differs(tmp_path, caplog):
     path = tmp_path / "train.npz"
     save_checkpoint(path, a_state(), FINGERPRINT)
-    with caplog.at_level(logging.INFO, logger="train"):
+    with caplog.at_level(logging.INFO, logger="movingline.checkpoints"):
         assert load_checkpoint(path, FINGERPRINT | {"params": "xyz", "workers": "2"}) is None
     assert f"ignoring the checkpoint {path}: it was made from other inputs (params, workers differ)" in caplog.text
 
@@ -86,7 +86,7 @@ def test_a_damaged_checkpoint_is_ignored(tmp_path, caplog, damage):
         "not npz": b"hello",
     }[damage]
     path.write_bytes(damaged)
-    with caplog.at_level(logging.INFO, logger="train"):
+    with caplog.at_level(logging.INFO, logger="movingline.checkpoints"):
         assert load_checkpoint(path, FINGERPRINT) is None
     assert f"ignoring the checkpoint {path}: it cannot be read" in caplog.text
 

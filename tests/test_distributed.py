@@ -64,15 +64,6 @@ def test_stage_exits_2_with_one_line_on_bad_tf_config(project, config):
     assert not (project / "models").exists()
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """A project copy holding the tiny training and test sets, to copy into each worker's project."""
-    root = copy_project(tmp_path_factory.mktemp("data") / "project")
-    run_stage("generate_train", root)
-    run_stage("generate_test", root)
-    return root
-
-
 def worker_projects(data: Path, folder: Path, n: int, params: dict | None = None) -> list[Path]:
     """``n`` copies of the project with the data, one per worker (as on separate machines)."""
     projects = []

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from movingline.cluster import read_cluster, read_slurm_step
-from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
 from movingline.errors import InputError
 from movingline.runtime import thread_share
+from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
 from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, stage_env, tiny_params
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
 
@@ -218,14 +218,6 @@ def slurm_env() -> dict[str, str]:
     for variable in ("TF_CONFIG", *THREAD_VARIABLES):
         env.pop(variable, None)
     return env
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = copy_project(tmp_path_factory.mktemp("data") / "project")
-    run_stage("generate_train", root)
-    run_stage("generate_test", root)
-    return root
 
 
 @pytest.fixture(scope="module")
