@@ -4,10 +4,9 @@ DVC's own page loads vega from a CDN; the repo's template (report/template.html,
 plots.html_template in .dvc/config) inlines it and draws as SVG, so the drawn marks are in the
 DOM that Chromium dumps. Chromium runs with every host name unresolvable and a dead proxy: a
 chart that needed the network would stay empty. Without Chromium the tests skip, except under
-CI=true, where .ci/run installs it and a skip would hide a broken report.
+MOVINGLINE_REQUIRE_ALL=1 (set by .ci/run, which installs it), where a skip would hide a broken report.
 """
 
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, copy_repo, dvc, tiny_params, write_params
+from tests.conftest import ROOT, copy_repo, dvc, skip_or_fail, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +37,7 @@ def chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         if path := shutil.which(name):
             return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("headless Chromium is not installed, and CI=true: .ci/run should have installed it")
-    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium); it renders the report")
+    skip_or_fail("headless Chromium is not installed (Debian: apt-get install chromium); it renders the report")
 
 
 class Element:

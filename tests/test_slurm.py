@@ -2,7 +2,7 @@
 
 The parsing tests need nothing. The others run `srun` and `sbatch` on a Slurm that answers
 on this machine (scripts/slurm/single_node.sh installs and starts a one-node one; .ci/run
-does so on CI). Without one they are skipped, except under CI=true, where they fail.
+does so on CI). Without one they are skipped, except under MOVINGLINE_REQUIRE_ALL=1, where they fail.
 """
 
 import json
@@ -19,7 +19,7 @@ from movingline.cluster import read_cluster, read_slurm_step
 from movingline.errors import InputError
 from movingline.runtime import thread_share
 from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
-from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, stage_env, tiny_params
+from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
 
 SINGLE_NODE = ROOT / "scripts/slurm/single_node.sh"
@@ -201,15 +201,13 @@ def slurm_problem() -> str | None:
 
 @pytest.fixture(scope="module")
 def slurm() -> None:
-    """A Slurm that runs steps of two tasks: started here if installed but stopped; else skip (fail under CI)."""
+    """A Slurm that runs steps of two tasks: started here if installed but stopped; else skip (fail under MOVINGLINE_REQUIRE_ALL=1)."""
     problem = slurm_problem()
     if problem and shutil.which("srun") and os.geteuid() == 0:
         subprocess.run(["bash", str(SINGLE_NODE), "--no-install"], capture_output=True, timeout=120)
         problem = slurm_problem()
     if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {problem}")
-        pytest.skip(problem)
+        skip_or_fail(problem)
 
 
 def slurm_env() -> dict[str, str]:
