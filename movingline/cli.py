@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from movingline import runtime
-from movingline.errors import ClusterError, InputError, Terminated
+from movingline.errors import ClusterError, InputError, Terminated, one_line
+from movingline.settings import read_settings
 
 # Longest message shown for an unexpected failure; the traceback has the rest.
 MAX_MESSAGE_CHARS = 400
@@ -24,12 +25,6 @@ MAX_MESSAGE_CHARS = 400
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(signum)
-
-
-def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` with its whitespace collapsed, cut to ``limit`` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def stage_parser(stage: str, description: str, **kwargs) -> argparse.ArgumentParser:
@@ -45,14 +40,18 @@ def add_path(parser: argparse.ArgumentParser, flag: str, default: str | None, he
     parser.add_argument(flag, default=None if default is None else Path(default), type=Path, help=help + suffix)
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Runs a stage's main() and turns failures into one line on stderr and an exit status."""
+def run_stage(main: Callable[[], None], *, training: bool = False) -> None:
+    """Runs a stage's main() and turns failures into one line on stderr and an exit status.
+
+    Before main() runs, the environment's settings are read once (with ``training``, the
+    cluster's and the training's too) and handed to TensorFlow (runtime.prepared() gives them).
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _raise_terminated)
     debug = runtime.debugging()
     try:
         # What TensorFlow reads when it loads is set before anything else runs.
-        runtime.prepare()
+        runtime.prepare(read_settings(os.environ, training=training))
         main()
     except InputError as error:
         if debug:
@@ -76,7 +75,7 @@ def run_stage(main: Callable[[], None]) -> None:
         if debug:
             raise
         print(
-            f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))} "
+            f"error: unexpected failure: {type(error).__name__}: {one_line(str(error), MAX_MESSAGE_CHARS)} "
             f"(set {runtime.DEBUG_VARIABLE}=1 for the traceback)",
             file=sys.stderr,
         )
