@@ -168,3 +168,11 @@ def require_training_data(data: Path, data_size: int, n_samples: int, params: Pa
     require_training_sequences(n_samples, params.train.validation_sequences, params_path, data)
     n_train = n_samples - params.train.validation_sequences
     require_training_fits(params, params_path, min(params.train.batch_size, n_train))
+
+
+def require_fresh_predictions_fit(params: Params, params_path: Path, batch_size: int) -> None:
+    """The predict stage's checks before it draws ``predict.n_samples`` fresh sequences in batches of ``batch_size``."""
+    size, n_samples = params.data.size, params.predict.n_samples
+    require_training_fits(params, params_path)
+    require_prediction_fits(batch_size, size, f"{params_path}: data.size = {size}")
+    require_walks_fit(n_samples, size, f"{params_path}: predict.n_samples = {n_samples}")
