@@ -12,12 +12,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from movingline import runtime
-from movingline.errors import ClusterError, InputError, Terminated, one_line
-from movingline.settings import read_settings
+from movingline.errors import ClusterError, InputError, Terminated, one_line, whole_number
+from movingline.settings import Settings, read_settings
 
 # Longest message shown for an unexpected failure; the traceback has the rest.
 MAX_MESSAGE_CHARS = 400
@@ -40,18 +40,27 @@ def add_path(parser: argparse.ArgumentParser, flag: str, default: str | None, he
     parser.add_argument(flag, default=None if default is None else Path(default), type=Path, help=help + suffix)
 
 
-def run_stage(main: Callable[[], None], *, training: bool = False) -> None:
+def count_argument(text: str) -> int:
+    """argparse's type for a count of at least 1, checked as every whole number here is."""
+    try:
+        return whole_number("count", text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("count: ")) from None
+
+
+def run_stage(main: Callable[[], None], read: Callable[[Mapping[str, str]], Settings] = read_settings) -> None:
     """Runs a stage's main() and turns failures into one line on stderr and an exit status.
 
-    Before main() runs, the environment's settings are read once (with ``training``, the
-    cluster's and the training's too) and handed to TensorFlow (runtime.prepared() gives them).
+    Before main() runs, ``read`` reads the environment's settings once (the train stage's
+    reader adds the cluster's) and runtime.prepare() hands them to TensorFlow
+    (runtime.prepared() gives them to main).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _raise_terminated)
     debug = runtime.debugging()
     try:
         # What TensorFlow reads when it loads is set before anything else runs.
-        runtime.prepare(read_settings(os.environ, training=training))
+        runtime.prepare(read(os.environ))
         main()
     except InputError as error:
         if debug:

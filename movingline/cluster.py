@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from movingline.errors import ClusterError
 from movingline.runtime import configure_coordination
 from movingline.settings import PEER_TIMEOUT_VARIABLE, THREADS_VARIABLE, Settings, thread_share
-from movingline.workers import VARIABLE, tf_config
+from movingline.settings import TF_CONFIG_VARIABLE as VARIABLE
+from movingline.workers import tf_config
 
 log = logging.getLogger(__name__)
 

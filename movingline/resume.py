@@ -23,7 +23,7 @@ from movingline import runtime
 from movingline.checkpoints import load_checkpoint
 from movingline.errors import Terminated
 from movingline.state import TrainingState
-from movingline.workers import Worker
+from movingline.settings import Worker
 
 if TYPE_CHECKING:
     import keras

@@ -23,7 +23,6 @@ ONEDNN_MAX_CPU_ISA are TensorFlow's and oneDNN's own; see above.
 """
 
 import contextlib
-import logging
 import os
 import platform
 import sys
@@ -31,12 +30,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from movingline import slurm
-from movingline.settings import DEBUG_VARIABLE, THREADS_VARIABLE, Settings, read_settings, usable_cores
-from movingline.workers import VARIABLE as TF_CONFIG_VARIABLE
-from movingline.workers import Worker
-
-log = logging.getLogger(__name__)
+from movingline.settings import DEBUG_VARIABLE, TF_CONFIG_VARIABLE, Settings, Worker, read_settings, usable_cores
 
 # TensorFlow's C++ log level: 2 keeps its notices and warnings out of the stages' logs.
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
@@ -82,9 +76,6 @@ def prepare(settings: Settings | None = None) -> Settings:
     changes = {k: v for k, v in tensorflow_environment(settings, os.environ).items() if os.environ.get(k) != v}
     if changes and "tensorflow" in sys.modules:
         raise RuntimeError(f"runtime.prepare() after TensorFlow loaded: it would not see {', '.join(sorted(changes))}")
-    if settings.tf_config is not None and TF_CONFIG_VARIABLE in changes:
-        log.info("train: %s set from the Slurm step (%s=%s, %s=%s)", TF_CONFIG_VARIABLE, slurm.SLURM_TASKS,
-                 os.environ[slurm.SLURM_TASKS], slurm.SLURM_NODES, os.environ[slurm.SLURM_NODES])
     os.environ.update(changes)
     globals()["_prepared"] = settings
     return settings

@@ -31,7 +31,7 @@ from movingline.params import ModelParams, TrainParams
 from movingline.resume import Checkpointing, snapshot, starting_state, variables
 from movingline.state import CurveRow
 from movingline.steps import make_train_step, make_validation_step, replica_rows
-from movingline.workers import Worker
+from movingline.settings import Worker
 
 if TYPE_CHECKING:
     import keras

@@ -1,4 +1,5 @@
-"""Every setting read from the environment, read once into one frozen Settings.
+"""Every setting read from the environment, read once into one frozen Settings, and who
+this process is among the training workers.
 
 - MOVINGLINE_THREADS: caps each of TensorFlow's two thread pools (default: all cores; under
   a Slurm step of several tasks, this node's share of the usable cores).
@@ -8,7 +9,8 @@
   join before giving up; a chief started alone waits this long, then fails.
 - MOVINGLINE_HEARTBEAT_TIMEOUT (default 10 s): a worker silent this long counts as dead,
   and every other worker stops with an error.
-- TF_CONFIG, else a Slurm step of several tasks: the training cluster (movingline/workers.py).
+- TF_CONFIG, else a Slurm step of several tasks: the training cluster, read for the train
+  stage only (movingline/workers.py, training_settings).
 
 Reading writes nothing: runtime.prepare(settings) is the one writer of what TensorFlow reads.
 """
@@ -18,22 +20,53 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from movingline.errors import whole_number
-from movingline.workers import VARIABLE as TF_CONFIG_VARIABLE
-from movingline.workers import Cluster, Worker, parse_tf_config, slurm_cluster, tf_config
 
 DEBUG_VARIABLE = "MOVINGLINE_DEBUG"
 THREADS_VARIABLE = "MOVINGLINE_THREADS"
 CHECKPOINT_SECONDS_VARIABLE = "MOVINGLINE_CHECKPOINT_SECONDS"
 PEER_TIMEOUT_VARIABLE = "MOVINGLINE_PEER_TIMEOUT"
 HEARTBEAT_TIMEOUT_VARIABLE = "MOVINGLINE_HEARTBEAT_TIMEOUT"
+TF_CONFIG_VARIABLE = "TF_CONFIG"
 DEFAULT_CHECKPOINT_SECONDS = 60
 DEFAULT_PEER_TIMEOUT_S = 300
 DEFAULT_HEARTBEAT_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
+class Worker:
+    """This process's place in the training: its rank among ``count`` workers. The one answer
+    to "am I the chief" (the only writer of outputs and checkpoints) and "how many are we"."""
+
+    rank: int = 0
+    count: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The training workers' addresses, and where this process stands among them."""
+
+    addresses: tuple[str, ...]  # every worker's host:port, by rank
+    rank: int
+    task_type: str
+    task_index: int
+    job_sizes: tuple[tuple[str, int], ...]  # (job, number of tasks) of the training jobs, chief first
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.addresses)
+
+    @property
+    def worker(self) -> Worker:
+        return Worker(self.rank, self.n_workers)
+
+
+@dataclass(frozen=True)
 class Settings:
-    """This process's settings. The training ones keep their defaults unless read for training."""
+    """This process's settings; the training ones keep their defaults outside the train stage."""
 
     debug: bool = False
     threads: int | None = None  # each of TensorFlow's pools; None: TensorFlow's own (every core)
@@ -48,41 +81,13 @@ class Settings:
         return self.cluster.worker if self.cluster is not None else Worker()
 
 
-def read_settings(env: Mapping[str, str], *, training: bool = False) -> Settings:
-    """The settings ``env`` holds; with ``training``, also the cluster and the training's own.
-
-    Raises InputError naming the first variable that is malformed.
-    """
-    debug = env.get(DEBUG_VARIABLE, "") not in ("", "0")
-    threads = _setting(env, THREADS_VARIABLE, None, "threads")
-    if not training:
-        return Settings(debug, threads)
-    cluster, handed_over = _cluster(env)
-    if handed_over is not None and threads is None:
-        # Each of a node's tasks keeps to its share of the cores, as --local-workers does.
-        threads = thread_share(handed_over)
-    return Settings(
-        debug,
-        threads,
-        cluster,
-        tf_config(cluster.addresses, cluster.rank) if handed_over is not None else None,
-        _setting(env, CHECKPOINT_SECONDS_VARIABLE, DEFAULT_CHECKPOINT_SECONDS, "seconds"),
-        _setting(env, PEER_TIMEOUT_VARIABLE, DEFAULT_PEER_TIMEOUT_S, "seconds"),
-        _setting(env, HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_S, "seconds"),
-    )
+def read_settings(env: Mapping[str, str]) -> Settings:
+    """The settings every stage reads; raises InputError naming a malformed variable."""
+    return Settings(env.get(DEBUG_VARIABLE, "") not in ("", "0"), read_setting(env, THREADS_VARIABLE, None, "threads"))
 
 
-def _cluster(env: Mapping[str, str]) -> tuple[Cluster | None, int | None]:
-    """TF_CONFIG's cluster, else the Slurm step's with the number of its tasks on this node
-    (TensorFlow learns it through TF_CONFIG, so it is handed over), else (None, None)."""
-    text = env.get(TF_CONFIG_VARIABLE, "").strip()
-    if text:
-        return parse_tf_config(text), None
-    step = slurm_cluster(env)
-    return step if step is not None else (None, None)
-
-
-def _setting(env: Mapping[str, str], variable: str, default: int | None, unit: str) -> int | None:
+def read_setting(env: Mapping[str, str], variable: str, default: int | None, unit: str) -> int | None:
+    """A whole number of at least 1 from ``env`` (``default`` when unset or empty)."""
     text = env.get(variable, "").strip()
     return whole_number(variable, text, unit=unit) if text else default
 

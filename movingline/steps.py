@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from movingline import runtime
 from movingline.errors import ClusterError
 from movingline.labels import THRESHOLD
-from movingline.workers import Worker
+from movingline.settings import Worker
 
 if TYPE_CHECKING:
     import keras

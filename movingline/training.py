@@ -27,7 +27,7 @@ from movingline.resume import Checkpointing, Interruptions
 from movingline.session import Session, TrainingRun
 from movingline.state import CurveRow
 from movingline.steps import peers_lost_as_cluster_error
-from movingline.workers import Worker
+from movingline.settings import Worker
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -8,53 +8,65 @@ Workers are ranked chief first (a "chief" job, if the cluster has one), then the
 job in order; rank 0 is the chief, the only one that writes outputs.
 
 Without TF_CONFIG, a Slurm job step of several tasks (`srun -n N python -m stages.train`)
-describes the cluster instead (movingline/slurm.py). Nothing here imports TensorFlow or
-writes the environment: movingline/settings.py reads it once, runtime.prepare() hands
-TensorFlow what it needs.
+describes the cluster instead (movingline/slurm.py). ``training_settings`` reads the
+train stage's settings, cluster included, once; nothing here imports TensorFlow or writes
+the environment: runtime.prepare(settings) hands TensorFlow what it needs.
 """
 
 import json
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from movingline import slurm
 from movingline.errors import InputError
+from movingline.settings import (
+    CHECKPOINT_SECONDS_VARIABLE,
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    DEFAULT_PEER_TIMEOUT_S,
+    HEARTBEAT_TIMEOUT_VARIABLE,
+    PEER_TIMEOUT_VARIABLE,
+    TF_CONFIG_VARIABLE as VARIABLE,
+    Cluster,
+    Settings,
+    read_setting,
+    read_settings,
+    thread_share,
+)
 
-VARIABLE = "TF_CONFIG"
+log = logging.getLogger(__name__)
+
 # Jobs that train; TF_CONFIG may name others (ps, evaluator) that this trainer has no use for.
 TRAINING_JOBS = ("chief", "worker")
 
 
-@dataclass(frozen=True)
-class Worker:
-    """This process's place in the training: its rank among ``count`` workers. The one answer
-    to "am I the chief" (the only writer of outputs and checkpoints) and "how many are we"."""
+def training_settings(env: Mapping[str, str]) -> Settings:
+    """The train stage's settings: read_settings' and the cluster (TF_CONFIG, else a Slurm
+    step of several tasks, else none), the checkpoint interval and the peer timeouts."""
+    settings = read_settings(env)
+    cluster, tf_config_value, threads = _read_cluster(env), None, settings.threads
+    if cluster is None and (step := slurm_cluster(env)) is not None:
+        cluster, tasks_on_node = step
+        # TensorFlow learns its cluster from TF_CONFIG alone: the step's is handed over that way.
+        tf_config_value = tf_config(cluster.addresses, cluster.rank)
+        log.info("train: %s set from the Slurm step (%s=%s, %s=%s)", VARIABLE, slurm.SLURM_TASKS,
+                 env[slurm.SLURM_TASKS], slurm.SLURM_NODES, env[slurm.SLURM_NODES])
+        # Each of a node's tasks keeps to its share of the cores, as --local-workers does.
+        threads = threads if threads is not None else thread_share(tasks_on_node)
+    return Settings(
+        settings.debug,
+        threads,
+        cluster,
+        tf_config_value,
+        read_setting(env, CHECKPOINT_SECONDS_VARIABLE, DEFAULT_CHECKPOINT_SECONDS, "seconds"),
+        read_setting(env, PEER_TIMEOUT_VARIABLE, DEFAULT_PEER_TIMEOUT_S, "seconds"),
+        read_setting(env, HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_S, "seconds"),
+    )
 
-    rank: int = 0
-    count: int = 1
 
-    @property
-    def is_chief(self) -> bool:
-        return self.rank == 0
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The training workers' addresses, and where this process stands among them."""
-
-    addresses: tuple[str, ...]  # every worker's host:port, by rank
-    rank: int
-    task_type: str
-    task_index: int
-    job_sizes: tuple[tuple[str, int], ...]  # (job, number of tasks) of the training jobs, chief first
-
-    @property
-    def n_workers(self) -> int:
-        return len(self.addresses)
-
-    @property
-    def worker(self) -> Worker:
-        return Worker(self.rank, self.n_workers)
+def _read_cluster(env: Mapping[str, str]) -> Cluster | None:
+    text = env.get(VARIABLE, "").strip()
+    return parse_tf_config(text) if text else None
 
 
 def parse_tf_config(text: str) -> Cluster:

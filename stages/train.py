@@ -10,7 +10,7 @@ from pathlib import Path
 
 from movingline import runtime
 from movingline.checkpoints import FILE_NAME, code_files, fingerprint, remove_checkpoint
-from movingline.cli import add_path, run_stage, stage_parser
+from movingline.cli import add_path, count_argument, run_stage, stage_parser
 from movingline.cluster import make_strategy, run_local_workers
 from movingline.dataset import DatasetReader
 from movingline.model import save_model
@@ -19,6 +19,7 @@ from movingline.params import load_params
 from movingline.preflight import require_training_data
 from movingline.resume import Checkpointing
 from movingline.training import log_summary, train, write_curve
+from movingline.workers import training_settings
 
 log = logging.getLogger(__name__)
 PATHS = ("params", "data", "model", "curve", "checkpoints")
@@ -30,11 +31,9 @@ def main() -> None:
     add_path(parser, "--model", "models/model.keras", "model to write")
     add_path(parser, "--curve", "plots/training.csv", "per-step curve")
     add_path(parser, "--checkpoints", "checkpoints", "folder for the checkpoint that an interrupted run resumes from")
-    parser.add_argument("--local-workers", type=int, metavar="N", help="train as N workers on 127.0.0.1")
+    parser.add_argument("--local-workers", type=count_argument, metavar="N", help="train as N workers on 127.0.0.1")
     args = parser.parse_args()
     if args.local_workers is not None:
-        if args.local_workers < 1:
-            parser.error("--local-workers must be at least 1")
         sys.exit(run_local_workers(args.local_workers, [f"--{name}={getattr(args, name)}" for name in PATHS]))
     settings, worker = runtime.prepared(), runtime.prepared().worker
     check_destinations(args.model, args.curve, args.checkpoints / FILE_NAME)
@@ -57,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, training=True)
+    run_stage(main, training_settings)

@@ -82,4 +82,5 @@ def test_the_key_changes_with_the_code(tmp_path):
 
 def test_code_files_follow_imports_only_into_the_project(tmp_path):
     assert code_files(ROOT / "movingline/errors.py") == [ROOT / "movingline/errors.py"]
-    assert Path(ROOT / "movingline/slurm.py") in code_files(ROOT / "movingline/settings.py")
+    assert Path(ROOT / "movingline/slurm.py") in code_files(ROOT / "movingline/workers.py")
+    assert Path(ROOT / "movingline/slurm.py") not in code_files(ROOT / "movingline/settings.py")

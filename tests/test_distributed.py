@@ -17,7 +17,8 @@ from movingline.dataset import DatasetReader
 from movingline.errors import InputError
 from movingline.evaluation import compute_metrics
 from movingline.prediction import predict_batches
-from movingline.workers import Cluster, parse_tf_config
+from movingline.settings import Cluster
+from movingline.workers import parse_tf_config
 from tests.conftest import copy_project, project_with_data, run_stage, stage_env, start_workers, tiny_params
 
 # The bytes depend on TensorFlow's thread count too (docs/scaling.md), so runs compared byte

@@ -33,7 +33,7 @@ def test_other_processors_keep_tensorflows_own_choice(monkeypatch):
 
 
 def test_threads_follow_movingline_threads():
-    settings = read_settings({runtime.THREADS_VARIABLE: "3"})
+    settings = read_settings({settings_module.THREADS_VARIABLE: "3"})
     wanted = runtime.tensorflow_environment(settings, {})
     assert wanted["TF_NUM_INTRAOP_THREADS"] == wanted["TF_NUM_INTEROP_THREADS"] == "3"
     assert "TF_NUM_INTRAOP_THREADS" not in runtime.tensorflow_environment(read_settings({}), {})
@@ -41,7 +41,7 @@ def test_threads_follow_movingline_threads():
 
 def test_a_bad_thread_count_names_the_variable():
     with pytest.raises(InputError, match="^MOVINGLINE_THREADS: expected a whole number of threads of at least 1, found 'two'$"):
-        read_settings({runtime.THREADS_VARIABLE: "two"})
+        read_settings({settings_module.THREADS_VARIABLE: "two"})
 
 
 def test_prepare_refuses_to_change_what_tensorflow_has_read(monkeypatch):

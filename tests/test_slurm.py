@@ -17,9 +17,9 @@ import yaml
 
 from movingline.errors import InputError
 from movingline.runtime import tensorflow_environment
-from movingline.settings import read_settings, thread_share
-from movingline.workers import Worker
+from movingline.settings import Worker, read_settings, thread_share
 from movingline.workers import slurm_cluster as read_slurm_step
+from movingline.workers import training_settings
 from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
 from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
@@ -136,7 +136,7 @@ def test_bad_slurm_step_is_refused(changes, problem):
 def test_a_slurm_step_is_handed_to_tensorflow_with_a_thread_share():
     env = step_env(1, nodes="vm", tasks_per_node="2")
     before = dict(os.environ)
-    settings = read_settings(env, training=True)
+    settings = training_settings(env)
     assert dict(os.environ) == before, "reading the settings wrote the environment"
     assert settings.worker == Worker(1, 2) and not settings.worker.is_chief
     wanted = tensorflow_environment(settings, env)
@@ -149,7 +149,7 @@ def test_a_slurm_step_is_handed_to_tensorflow_with_a_thread_share():
 
 def test_a_thread_setting_is_kept_under_slurm():
     env = step_env(0, nodes="vm", tasks_per_node="2", MOVINGLINE_THREADS="3")
-    settings = read_settings(env, training=True)
+    settings = training_settings(env)
     assert settings.threads == 3 and settings.worker.is_chief
     assert tensorflow_environment(settings, env)["TF_NUM_INTRAOP_THREADS"] == "3"
 
@@ -157,7 +157,7 @@ def test_a_thread_setting_is_kept_under_slurm():
 def test_tf_config_wins_over_slurm():
     config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
     env = step_env(4) | {"TF_CONFIG": json.dumps(config)}
-    settings = read_settings(env, training=True)
+    settings = training_settings(env)
     assert settings.cluster.addresses == ("a:1", "b:2") and settings.worker == Worker(1, 2)
     assert settings.tf_config is None and settings.threads is None
     wanted = tensorflow_environment(settings, env)
@@ -165,8 +165,8 @@ def test_tf_config_wins_over_slurm():
 
 
 def test_the_cluster_is_read_only_for_training():
-    assert read_settings(step_env(1), training=False).cluster is None
-    assert read_settings(step_env(1), training=True).worker == Worker(1, 5)
+    assert read_settings(step_env(1)).cluster is None
+    assert training_settings(step_env(1)).worker == Worker(1, 5)
 
 
 @pytest.mark.slow
