@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,20 @@ def data(tmp_path_factory) -> Path:
     run_stage("generate_train", root)
     run_stage("generate_test", root)
     return root
+
+
+def wait_until(condition, what: str, seconds: float, process: subprocess.Popen | None = None, interval: float = 0.05) -> None:
+    """Polls ``condition`` every ``interval`` seconds until it holds; fails if ``process`` ends
+    first (showing its stderr), or when ``seconds`` pass (killing ``process``)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the stage ended (status {process.returncode}) before {what}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            if process is not None:
+                process.kill()
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(interval)
 
 
 def project_with_data(folder: Path, data: Path, params: dict | None = None) -> Path:

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import stage_env, tiny_params
+from tests.conftest import stage_env, tiny_params, wait_until
 
 # About 20 s of training here, so that a signal lands mid-training.
 LONG = tiny_params(train={"epochs": 300})
@@ -30,11 +30,7 @@ def train_to_the_end(root: Path, *args: str) -> str:
 
 
 def wait_for_checkpoint(root: Path, process: subprocess.Popen, folder: str = "checkpoints") -> None:
-    deadline = time.monotonic() + 120
-    while not (root / folder / "train.npz").exists():
-        assert process.poll() is None, f"the stage ended before its first checkpoint: {process.stderr.read()}"
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.05)
+    wait_until((root / folder / "train.npz").exists, "its first checkpoint", 120, process)
     time.sleep(1.5)  # a later save, mid-training
 
 

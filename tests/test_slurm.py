@@ -21,7 +21,7 @@ from movingline.settings import Worker, read_settings, thread_share
 from movingline.workers import slurm_cluster as read_slurm_step
 from movingline.workers import training_settings
 from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
-from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params
+from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params, wait_until
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
 
 SINGLE_NODE = ROOT / "scripts/slurm/single_node.sh"
@@ -319,13 +319,6 @@ def job_state(job: str) -> str:
     return next((field.split("=", 1)[1] for field in fields if field.startswith("JobState=")), "GONE")
 
 
-def wait_for(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.5)
-
-
 @pytest.mark.slow
 def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     # Long enough (two epochs of 500 steps) that the signal lands mid-training.
@@ -334,14 +327,14 @@ def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     job = run(["sbatch", "--parsable", str(SBATCH_SCRIPT)], repo).stdout.strip()
     log = repo / f"slurm-movingline-train-{job}.out"
     try:
-        wait_for(lambda: log.exists() and "training on" in log.read_text(), 300, "training to start")
+        wait_until(lambda: log.exists() and "training on" in log.read_text(), "training to start", 300, interval=0.5)
         time.sleep(3)
         run(["scancel", "--batch", "--signal=TERM", job], repo)  # as Slurm does before the time limit
-        wait_for(lambda: "requeueing" in log.read_text() and job_state(job) == "PENDING", 120, "the requeue")
+        wait_until(lambda: "requeueing" in log.read_text() and job_state(job) == "PENDING", "the requeue", 120, interval=0.5)
         # Slurm holds a requeued job for AuthInfo's cred_expire (20 s in single_node.sh's
         # slurm.conf). Forcing an earlier start can make slurmd refuse the job, whose
         # credential it still holds as revoked ("Job credential revoked").
-        wait_for(lambda: job_state(job) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), 400, "the requeued run")
+        wait_until(lambda: job_state(job) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), "the requeued run", 400, interval=0.5)
     finally:
         subprocess.run(["scancel", job], capture_output=True)
     text = log.read_text()
