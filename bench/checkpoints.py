@@ -30,10 +30,12 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=20)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    from movingline.checkpoints import DEFAULT_SECONDS, TrainingState, save_checkpoint
+    from movingline.checkpoints import save_checkpoint
     from movingline.model import build_model
     from movingline.params import load_params
     from movingline.runtime import keras
+    from movingline.settings import DEFAULT_CHECKPOINT_SECONDS as DEFAULT_SECONDS
+    from movingline.state import TrainingState
 
     params = load_params(args.params)
     model = build_model(params.data.size, params.model)

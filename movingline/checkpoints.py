@@ -9,62 +9,41 @@ count says where to go on.
 
 The format is NumPy's .npz (a zip of .npy arrays, each with a CRC-32), read back with
 ``allow_pickle=False``: raw float32 bits in, the same bits out, and a truncated or damaged
-file fails its CRC or its zip directory instead of loading half. It is written to a
-temporary file and renamed into place, so a checkpoint is always whole.
+file fails its CRC or its zip directory instead of loading half. It is written as
+every output is (movingline/outputs.py): to a temporary file renamed into place, so a
+checkpoint is always whole.
 
 The fingerprint is a hash of what determines the run: the data file's bytes, the model and
-train params and the frame size, the number of workers and of threads, the training
-code, and the TensorFlow and Keras versions. A checkpoint with another fingerprint is
+train params and the frame size, the number of workers and of threads, the code the train
+stage runs (its script and every project module it imports, found by reading the imports,
+so the list cannot drift from the code), and the TensorFlow and Keras versions. A checkpoint with another fingerprint is
 ignored, with a line naming what differs.
 """
 
+import ast
+import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from movingline.errors import one_line
+from movingline.outputs import atomic_outputs, remove_stale_temporaries
+from movingline.params import Params
+from movingline.state import CurveRow, TrainingState
+
 log = logging.getLogger(__name__)
 
-SECONDS_VARIABLE = "MOVINGLINE_CHECKPOINT_SECONDS"
-DEFAULT_SECONDS = 60
 FILE_NAME = "train.npz"
 FORMAT = "movingline-train-checkpoint"
 VERSION = 1
-# The modules whose code decides the numbers training produces (files beside this one).
-TRAINING_MODULES = ("batching", "checkpoints", "model", "resume", "training", "validation")
-
-
-@dataclass
-class CurveRow:
-    """One step of the training curve; the validation columns are None where not measured."""
-
-    step: int
-    epoch: int
-    loss: float
-    accuracy: float
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-
-
-@dataclass
-class TrainingState:
-    """Where training stands after ``step`` steps: what a checkpoint holds."""
-
-    step: int
-    weights: list[np.ndarray]
-    optimizer: list[np.ndarray]
-    curve: list[CurveRow]
-    best_weights: list[np.ndarray] | None = None
-    best_loss: float | None = None
-    best_step: int | None = None
-    since_best: int = 0  # validations since the best one, for early stopping
-    seconds: float = 0.0  # training time so far, over every run that continued it
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("movingline", "stages")
 
 
 def _sha256_file(path: Path) -> str:
@@ -75,22 +54,47 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(data: Path, params: dict[str, object], n_workers: int, setup: dict[str, str]) -> dict[str, str]:
+def code_files(entry: Path) -> list[Path]:
+    """``entry`` and every project module it imports, directly or through others, sorted: the
+    code a run executes, which is what dvc.yaml lists as the stage's deps."""
+    found, pending = {entry.resolve()}, [entry.resolve()]
+    while pending:
+        for name in _imported_names(pending.pop()):
+            path = PROJECT_ROOT / (name.replace(".", "/") + ".py")
+            if name.split(".")[0] in PACKAGES and path.is_file() and path not in found:
+                found.add(path)
+                pending.append(path)
+    return sorted(found)
+
+
+def _imported_names(path: Path) -> list[str]:
+    """The modules a file imports, as dotted names (``from movingline import cli`` gives movingline.cli)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def fingerprint(data: Path, params: Params, n_workers: int, setup: dict[str, str], code: list[Path]) -> dict[str, str]:
     """What a run's checkpoint must match to be continued, by part (each a short hash or value).
 
-    ``params`` holds the params that training reads (the model and train sections and the
-    frame size); ``setup`` is this process's TensorFlow set-up (runtime.setup()): its thread
-    count, CPU kernel path and versions.
+    Of ``params`` it keys what training reads (the model and train sections and the frame
+    size); ``setup`` is this process's TensorFlow set-up (runtime.setup()): its thread count,
+    CPU kernel path and versions; ``code`` the files the run executes (code_files()).
     """
-    code = hashlib.sha256()
-    for name in TRAINING_MODULES:
-        code.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model), "train": dataclasses.asdict(params.train)}
+    digest = hashlib.sha256()
+    for path in code:
+        digest.update(path.resolve().relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return {
         "data file": _sha256_file(data)[:16],
-        "params": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16],
+        "params": hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16],
         "workers": str(n_workers),
         **setup,
-        "training code": code.hexdigest()[:16],
+        "training code": digest.hexdigest()[:16],
     }
 
 
@@ -136,16 +140,10 @@ def save_checkpoint(path: Path, state: TrainingState, run_fingerprint: dict[str,
     arrays |= {f"best_{i}": w for i, w in enumerate(state.best_weights or [])}
     arrays |= _curve_arrays(state.curve)
     arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_outputs(path) as (temporary,), open(temporary, "wb") as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def load_checkpoint(path: Path, run_fingerprint: dict[str, str]) -> TrainingState | None:
@@ -178,7 +176,7 @@ def load_checkpoint(path: Path, run_fingerprint: dict[str, str]) -> TrainingStat
                 seconds=float(metadata["seconds"]),
             )
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        reason = one_line(str(error), 200) or type(error).__name__
         log.info("train: ignoring the checkpoint %s: it cannot be read (%s)", path, reason)
         return None
     if len(state.curve) != state.step:
@@ -190,5 +188,4 @@ def load_checkpoint(path: Path, run_fingerprint: dict[str, str]) -> TrainingStat
 def remove_checkpoint(path: Path) -> None:
     """Removes the checkpoint and any temporary file a killed save left beside it."""
     path.unlink(missing_ok=True)
-    for temporary in path.parent.glob(f".{path.name}.partial-*"):
-        temporary.unlink(missing_ok=True)
+    remove_stale_temporaries(path)

@@ -12,11 +12,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from movingline import runtime
-from movingline.errors import ClusterError, InputError, Terminated
+from movingline.errors import ClusterError, InputError, Terminated, one_line, whole_number
+from movingline.settings import Settings, read_settings
 
 # Longest message shown for an unexpected failure; the traceback has the rest.
 MAX_MESSAGE_CHARS = 400
@@ -24,12 +25,6 @@ MAX_MESSAGE_CHARS = 400
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(signum)
-
-
-def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``text`` with its whitespace collapsed, cut to ``limit`` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def stage_parser(stage: str, description: str, **kwargs) -> argparse.ArgumentParser:
@@ -45,14 +40,27 @@ def add_path(parser: argparse.ArgumentParser, flag: str, default: str | None, he
     parser.add_argument(flag, default=None if default is None else Path(default), type=Path, help=help + suffix)
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Runs a stage's main() and turns failures into one line on stderr and an exit status."""
+def count_argument(text: str) -> int:
+    """argparse's type for a count of at least 1, checked as every whole number here is."""
+    try:
+        return whole_number("count", text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("count: ")) from None
+
+
+def run_stage(main: Callable[[], None], read: Callable[[Mapping[str, str]], Settings] = read_settings) -> None:
+    """Runs a stage's main() and turns failures into one line on stderr and an exit status.
+
+    Before main() runs, ``read`` reads the environment's settings once (the train stage's
+    reader adds the cluster's) and runtime.prepare() hands them to TensorFlow
+    (runtime.prepared() gives them to main).
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _raise_terminated)
     debug = runtime.debugging()
     try:
         # What TensorFlow reads when it loads is set before anything else runs.
-        runtime.prepare()
+        runtime.prepare(read(os.environ))
         main()
     except InputError as error:
         if debug:
@@ -76,7 +84,7 @@ def run_stage(main: Callable[[], None]) -> None:
         if debug:
             raise
         print(
-            f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))} "
+            f"error: unexpected failure: {type(error).__name__}: {one_line(str(error), MAX_MESSAGE_CHARS)} "
             f"(set {runtime.DEBUG_VARIABLE}=1 for the traceback)",
             file=sys.stderr,
         )

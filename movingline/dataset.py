@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from movingline.batching import batch_bounds
-from movingline.errors import InputError
+from movingline.errors import InputError, one_line
 
 FORMAT_NAME = "movingline-sequences"
 FORMAT_VERSION = 1
@@ -145,7 +145,7 @@ class DatasetReader:
 def _hdf5_reason(error: Exception) -> str:
     """HDF5's innermost reason, e.g. 'filter returned failure during read', without its preamble."""
     reasons = re.findall(r"\(([^()]+)\)", str(error))
-    return reasons[-1] if reasons else " ".join(str(error).split())
+    return reasons[-1] if reasons else one_line(str(error))
 
 
 def _open_hdf5(path: Path) -> h5py.File:

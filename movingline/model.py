@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from movingline import runtime
-from movingline.errors import InputError
+from movingline.errors import InputError, one_line
+from movingline.outputs import temporary_path
 from movingline.params import ModelParams
 
 if TYPE_CHECKING:
@@ -86,7 +86,8 @@ def save_model(model: keras.Model, path: Path) -> None:
     the model loads and predicts exactly as before.
     """
     buffer = io.BytesIO()
-    raw_path = path.with_name(f".{path.stem}.raw-{os.getpid()}.keras")
+    # Keras writes the raw file beside the destination, named as every temporary output is.
+    raw_path = temporary_path(path)
     try:
         model.save(raw_path)
         with zipfile.ZipFile(raw_path) as source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
@@ -137,7 +138,7 @@ def load_model(path: str | Path) -> keras.Model:
     try:
         model = runtime.keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged file
-        detail = " ".join(str(error).split())[:300]
+        detail = one_line(str(error), 300)
         raise InputError(f"{path}: cannot load the Keras model ({type(error).__name__}: {detail})") from None
     shape = model.input_shape
     if not (isinstance(shape, tuple) and len(shape) == 5 and shape[2] is not None and shape[2:] == (shape[2], shape[2], 1)):

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from movingline.errors import InputError
+from movingline.errors import InputError, one_line
 
 # NumPy's legacy seeding, which Keras uses, takes seeds below 2**32.
 MAX_SEED = 2**32 - 1
@@ -228,7 +228,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None)
     if mark is None or problem is None:
-        return " ".join(str(error).split())
+        return one_line(str(error))
     context = getattr(error, "context", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}"
     return f"{where}: {problem}" + (f" ({context})" if context else "")

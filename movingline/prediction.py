@@ -34,10 +34,26 @@ class Predictions:
         return predicted_labels(self.probabilities)
 
 
-def fresh_batches(size: int, n_samples: int, seed: int) -> Batches:
-    """Batches of ``n_samples`` fresh sequences of ``size`` drawn with ``seed``."""
+def output_paths(input_path: Path | None, output: Path | None, image: Path | None) -> tuple[Path, Path]:
+    """The predict stage's CSV and PNG to write; ValueError for a combination it must refuse.
+
+    Fresh sequences go to predictions.csv and plots/predictions.png (the pipeline's outputs).
+    With an input file, the CSV must be named, so that those are not overwritten; the PNG
+    defaults to the CSV's name with .png.
+    """
+    if input_path is not None and output is None:
+        raise ValueError("--output is required with --input, so that the pipeline's predictions.csv is not overwritten")
+    output = output or Path("predictions.csv")
+    image = image or (output.with_suffix(".png") if input_path is not None else Path("plots/predictions.png"))
+    if output.suffix == ".png" or image == output:
+        raise ValueError(f"--output {output} and --image {image} must be two different files, a .csv and a .png")
+    return output, image
+
+
+def fresh_batches(size: int, n_samples: int, seed: int) -> tuple[Batches, str]:
+    """Batches of ``n_samples`` fresh sequences of ``size`` drawn with ``seed``, and what they are."""
     walks = sample_walks(np.random.default_rng(seed), n_samples, size)
-    return iter_frame_batches(walks, PREDICT_BATCH_SIZE)
+    return iter_frame_batches(walks, PREDICT_BATCH_SIZE), f"{n_samples} fresh sequences (seed {seed})"
 
 
 def file_batches(reader: DatasetReader) -> Batches:

@@ -159,3 +159,20 @@ def require_training_sequences(n_samples: int, validation_sequences: int, params
             f"{params_path}: train.validation_sequences: {validation_sequences} would hold out all of the "
             f"{n_samples} sequences of {data}; keep it below {n_samples}"
         )
+
+
+def require_training_data(data: Path, data_size: int, n_samples: int, params: Params, params_path: Path) -> None:
+    """The train stage's checks of its training set against params: the frame size, enough
+    sequences left after validation's, and one training batch that fits in memory."""
+    require_size(data, data_size, params_path, params.data.size)
+    require_training_sequences(n_samples, params.train.validation_sequences, params_path, data)
+    n_train = n_samples - params.train.validation_sequences
+    require_training_fits(params, params_path, min(params.train.batch_size, n_train))
+
+
+def require_fresh_predictions_fit(params: Params, params_path: Path, batch_size: int) -> None:
+    """The predict stage's checks before it draws ``predict.n_samples`` fresh sequences in batches of ``batch_size``."""
+    size, n_samples = params.data.size, params.predict.n_samples
+    require_training_fits(params, params_path)
+    require_prediction_fits(batch_size, size, f"{params_path}: data.size = {size}")
+    require_walks_fit(n_samples, size, f"{params_path}: predict.n_samples = {n_samples}")

@@ -7,30 +7,39 @@ obeyed at once, so that the loop stops between steps, after the same step on eve
 and the chief can save first.
 """
 
+from __future__ import annotations
+
 import logging
 import math
 import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from movingline.checkpoints import TrainingState, load_checkpoint
+from movingline import runtime
+from movingline.checkpoints import load_checkpoint
 from movingline.errors import Terminated
-from movingline.runtime import keras, tf
+from movingline.state import TrainingState
+from movingline.settings import Worker
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Checkpointing:
-    """Where and how often the training loop saves its state, and whether this process writes it."""
+    """Where and how often the training loop saves its state (the chief saves; the other
+    workers restore what the chief broadcasts)."""
 
     path: Path
     fingerprint: dict[str, str]
     interval_s: float
-    writer: bool  # the chief; other workers restore what the chief broadcasts
 
 
 class Interruptions:
@@ -90,6 +99,7 @@ def fits(variables: list, values: list[np.ndarray]) -> bool:
 def broadcast_from_chief(strategy: tf.distribute.Strategy, local: np.ndarray) -> np.ndarray:
     """The chief's ``local`` int32 vector on every worker: the others contribute zeros to one
     all-reduce, and integer sums with zero are exact, so every bit arrives as it was."""
+    tf = runtime.tf
     value = strategy.experimental_distribute_values_from_function(lambda context: tf.constant(local))
     return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy()
 
@@ -124,17 +134,17 @@ def share_state(
 
 
 def starting_state(
-    checkpointing: Checkpointing | None, strategy: tf.distribute.Strategy, weights: list, slots: list, replica: int
+    checkpointing: Checkpointing | None, strategy: tf.distribute.Strategy, weights: list, slots: list, worker: Worker
 ) -> TrainingState:
     """The state training starts from, restored into the model and optimiser: the checkpoint's
     (read by the chief, broadcast to the other workers), or step 0."""
-    state = restored_state(checkpointing, weights, slots, replica == 0)
-    if strategy.num_replicas_in_sync > 1:
-        state = share_state(strategy, state, weights + slots, len(weights), replica == 0)
+    state = restored_state(checkpointing, weights, slots, worker.is_chief)
+    if worker.count > 1:
+        state = share_state(strategy, state, weights + slots, len(weights), worker.is_chief)
     if state is None:
-        return TrainingState(0, [], [], [])
+        return TrainingState(0, [], [])
     restore(weights + slots, state.weights + state.optimizer)
-    if replica == 0:
+    if worker.is_chief:
         log.info("train: resuming from the checkpoint %s at step %d", checkpointing.path, state.step)
     return state
 

@@ -16,10 +16,10 @@ which every x86-64 server CPU of the last decade has: one kernel path on all of 
 A user who sets TF_ENABLE_ONEDNN_OPTS or ONEDNN_MAX_CPU_ISA keeps their choice (the train
 log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice.
 
-Settings read here (environment variables):
-- MOVINGLINE_THREADS: caps each of TensorFlow's two thread pools (default: all cores).
-- TF_ENABLE_ONEDNN_OPTS, ONEDNN_MAX_CPU_ISA: TensorFlow's and oneDNN's own; see above.
-- MOVINGLINE_DEBUG=1: shows what TensorFlow writes while it loads, and full tracebacks.
+The project's own settings (threads, debug, the cluster) come from one Settings
+(movingline/settings.py); ``prepare(settings)`` is the only writer of the variables
+TensorFlow reads, and refuses to change them once it has loaded. TF_ENABLE_ONEDNN_OPTS and
+ONEDNN_MAX_CPU_ISA are TensorFlow's and oneDNN's own; see above.
 """
 
 import contextlib
@@ -27,13 +27,11 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from movingline.errors import InputError
+from movingline.settings import DEBUG_VARIABLE, TF_CONFIG_VARIABLE, Settings, Worker, read_settings, usable_cores
 
-DEBUG_VARIABLE = "MOVINGLINE_DEBUG"
-THREADS_VARIABLE = "MOVINGLINE_THREADS"
 # TensorFlow's C++ log level: 2 keeps its notices and warnings out of the stages' logs.
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
@@ -46,49 +44,48 @@ def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
 
 
-def positive_setting(variable: str, default: int | None, unit: str) -> int | None:
-    """A whole number of at least 1 from the environment (``default`` when unset); raises
-    InputError naming the variable if it is not one."""
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise InputError(f"{variable}: expected a whole number of {unit} of at least 1, found {text!r}")
-    return int(text)
-
-
-def thread_share(n_processes: int) -> int:
-    """Threads each of ``n_processes`` running at once gets: an equal share of the cores, at least one."""
-    return max(1, (os.cpu_count() or 1) // n_processes)
-
-
-def limit_threads() -> None:
-    """Caps TensorFlow's thread pools at MOVINGLINE_THREADS each, when it is set.
-
-    For running several trainings at once (`dvc queue start --jobs N`, local workers): each
-    then keeps to its share of the cores instead of all of them contending for every core.
-    """
-    threads = positive_setting(THREADS_VARIABLE, None, "threads")
-    if threads is None:
-        return
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
-
-
-def select_kernels() -> None:
-    """Pins the CPU kernel path on x86-64 (PINNED_KERNELS), unless the user chose one."""
+def kernel_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The pinned kernel path (PINNED_KERNELS) on x86-64, unless the user chose one; else nothing."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        return
-    if any(variable in os.environ for variable in PINNED_KERNELS):
-        return
-    os.environ.update(PINNED_KERNELS)
+        return {}
+    if any(variable in env for variable in PINNED_KERNELS):
+        return {}
+    return dict(PINNED_KERNELS)
 
 
-def prepare() -> None:
-    """Sets what TensorFlow reads when it loads. Runs before it loads; running it again is harmless."""
-    os.environ.setdefault(LOG_LEVEL_VARIABLE, "2")
-    limit_threads()
-    select_kernels()
+def tensorflow_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables TensorFlow reads when it loads, as ``settings`` want them, on top of ``env``."""
+    wanted = {LOG_LEVEL_VARIABLE: env.get(LOG_LEVEL_VARIABLE, "2")}
+    if settings.cluster is not None and wanted[LOG_LEVEL_VARIABLE] == "2" and not settings.debug:
+        # A lost peer makes TensorFlow's C++ log a burst of errors; the stage says it in one
+        # line instead (MOVINGLINE_DEBUG=1 shows them).
+        wanted[LOG_LEVEL_VARIABLE] = "3"
+    if settings.threads is not None:
+        wanted["TF_NUM_INTRAOP_THREADS"] = wanted["TF_NUM_INTEROP_THREADS"] = str(settings.threads)
+    if settings.tf_config is not None:
+        # The strategy learns its cluster from TF_CONFIG alone; a Slurm step's is handed over that way.
+        wanted[TF_CONFIG_VARIABLE] = settings.tf_config
+    return wanted | kernel_variables(env)
+
+
+def prepare(settings: Settings | None = None) -> Settings:
+    """Sets what TensorFlow reads when it loads, from ``settings`` (default: read from the
+    environment), and returns them. The only writer of those variables; it refuses to change
+    them once TensorFlow has loaded, which would silently ignore the change."""
+    settings = settings if settings is not None else read_settings(os.environ)
+    changes = {k: v for k, v in tensorflow_environment(settings, os.environ).items() if os.environ.get(k) != v}
+    if changes and "tensorflow" in sys.modules:
+        raise RuntimeError(f"runtime.prepare() after TensorFlow loaded: it would not see {', '.join(sorted(changes))}")
+    os.environ.update(changes)
+    globals()["_prepared"] = settings
+    return settings
+
+
+def prepared() -> Settings:
+    """The settings prepare() handed TensorFlow: the one reading of the environment a stage uses."""
+    if "_prepared" not in globals():
+        raise RuntimeError("runtime.prepared() before runtime.prepare()")
+    return globals()["_prepared"]
 
 
 def kernel_path() -> str:
@@ -116,14 +113,14 @@ def threads() -> int:
     configured = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cores()
 
 
-def describe_devices(strategy) -> str:
+def describe_devices(strategy, worker: Worker) -> str:
     """E.g. '2 workers (2 replicas in all), devices here: /CPU:0 (oneDNN, AVX2 kernels, 1 thread)',
     for the log line that says where training runs and which kernels computed it."""
     tf, _ = _load_tensorflow()
-    n_workers = getattr(strategy.extended, "_num_workers", 1)
+    n_workers = worker.count
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     n_threads = threads()
     cpu = f"/CPU:0 ({kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from movingline.errors import InputError
+from movingline.errors import InputError, whole_number
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,7 @@ def expand_tasks_per_node(text: str, variable: str) -> list[int]:
 
 
 def _whole_number(env: Mapping[str, str], variable: str, low: int, high: int | None = None) -> int:
-    text = env.get(variable, "").strip()
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise InputError(f"{variable}: expected a whole number {bounds}, found {text!r}" if text else
-                         f"{variable}: not set, and the Slurm step needs it ({SLURM_TASKS} is set)")
-    return int(text)
+    return whole_number(variable, _required(env, variable), low, high)
 
 
 def _required(env: Mapping[str, str], variable: str) -> str:

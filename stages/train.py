@@ -1,27 +1,28 @@
-"""Stage train: data/train.h5 -> models/model.keras, the per-step training curve and training.json.
+"""Stage train: data/train.h5 -> models/model.keras, the per-step curve and training.json.
 
-Trains in this process or, when TF_CONFIG is set or `srun -n N` started it, as one worker
-of a tf.distribute cluster (docs/scaling.md); --local-workers N starts N such workers on
-this machine. Saves its state in checkpoints/ every MOVINGLINE_CHECKPOINT_SECONDS and when
-interrupted, and a rerun with the same inputs resumes from it (docs/training.md).
+Alone, or as one worker of a cluster: TF_CONFIG, `srun -n N` or --local-workers N (docs/scaling.md).
+Checkpoints to checkpoints/ and resumes from there after an interruption (docs/training.md).
 """
 
-import dataclasses
 import logging
 import sys
+from pathlib import Path
 
 from movingline import runtime
-from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE, fingerprint, remove_checkpoint
-from movingline.cli import add_path, run_stage, stage_parser
-from movingline.cluster import make_strategy, read_cluster, run_local_workers
+from movingline.checkpoints import FILE_NAME, code_files, fingerprint, remove_checkpoint
+from movingline.cli import add_path, count_argument, run_stage, stage_parser
+from movingline.cluster import make_strategy, run_local_workers
 from movingline.dataset import DatasetReader
-from movingline.environment import numeric_environment, training_record
-from movingline.outputs import atomic_outputs, check_destinations, write_json
+from movingline.environment import numeric_environment
+from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
-from movingline.preflight import require_size, require_training_fits, require_training_sequences
-from movingline.runtime import positive_setting
+from movingline.preflight import require_training_data
+from movingline.resume import Checkpointing
+from movingline.training import log_summary, train, write_outputs
+from movingline.workers import training_settings
 
 log = logging.getLogger(__name__)
+PATHS = ("params", "data", "model", "curve", "record", "checkpoints")
 
 
 def main() -> None:
@@ -31,54 +32,29 @@ def main() -> None:
     add_path(parser, "--curve", "plots/training.csv", "per-step curve")
     add_path(parser, "--record", "training.json", "record of the numeric environment and the unrounded curve")
     add_path(parser, "--checkpoints", "checkpoints", "folder for the checkpoint that an interrupted run resumes from")
-    parser.add_argument("--local-workers", type=int, metavar="N", help="train as N workers on 127.0.0.1")
+    parser.add_argument("--local-workers", type=count_argument, metavar="N", help="train as N workers on 127.0.0.1")
     args = parser.parse_args()
     if args.local_workers is not None:
-        if args.local_workers < 1:
-            parser.error("--local-workers must be at least 1")
-        paths = ["--params", args.params, "--data", args.data, "--model", args.model, "--curve", args.curve,
-                 "--record", args.record, "--checkpoints", args.checkpoints]
-        sys.exit(run_local_workers(args.local_workers, list(map(str, paths))))
-
-    cluster = read_cluster()
+        sys.exit(run_local_workers(args.local_workers, [f"--{name}={getattr(args, name)}" for name in PATHS]))
+    settings, worker = runtime.prepared(), runtime.prepared().worker
     check_destinations(args.model, args.curve, args.record, args.checkpoints / FILE_NAME)
-    interval = positive_setting(SECONDS_VARIABLE, DEFAULT_SECONDS, "seconds")
     params = load_params(args.params)
-    is_chief = cluster is None or cluster.is_chief
     with DatasetReader(args.data) as reader:
-        require_size(args.data, reader.info.size, args.params, params.data.size)
-        require_training_sequences(len(reader), params.train.validation_sequences, args.params, args.data)
-        n_train = len(reader) - params.train.validation_sequences
-        require_training_fits(params, args.params, min(params.train.batch_size, n_train))
-        from movingline.resume import Checkpointing
-        from movingline.training import train, write_curve
-
-        read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
-                "train": dataclasses.asdict(params.train)}
-        n_workers = cluster.n_workers if cluster else 1
-        run_fingerprint = fingerprint(args.data, read, n_workers, runtime.setup())
-        checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, is_chief)
-        strategy = make_strategy(cluster)
-        print(f"train: training on {runtime.describe_devices(strategy)}", flush=True)
-        run = train(reader, params.model, params.train, strategy, replica=cluster.rank if cluster else 0,
-                    progress=(1 if sys.stdout.isatty() else 2) if is_chief else 0, checkpointing=checkpointing)
-    steps = len(run.step_ends)  # this run's; a resumed run took the others before
-    log.info("trained %d steps in %.1f s (%.1f sequences/s)", steps, run.seconds, run.sequences_per_second)
-    if run.resumed_at:
-        log.info("train: %d steps in all, %.1f s of training with the interrupted runs", run.resumed_at + steps,
-                 run.seconds + run.earlier_seconds)
-    if is_chief:
-        from movingline.model import save_model
-
-        environment = numeric_environment(runtime.setup(), n_workers)
-        record = training_record(environment, [row.loss for row in run.curve], [row.accuracy for row in run.curve])
-        with atomic_outputs(args.model, args.curve, args.record) as (model_path, curve_path, record_path):
-            save_model(run.model, model_path)
-            write_curve(run.curve, curve_path)
-            write_json(record, record_path)
+        require_training_data(args.data, reader.info.size, len(reader), params, args.params)
+        key = fingerprint(args.data, params, worker.count, runtime.setup(), code_files(Path(__file__)))
+        checkpointing = Checkpointing(args.checkpoints / FILE_NAME, key, settings.checkpoint_seconds)
+        strategy = make_strategy(settings)
+        print(f"train: training on {runtime.describe_devices(strategy, worker)}", flush=True)
+        progress = (1 if sys.stdout.isatty() else 2) if worker.is_chief else 0
+        run = train(reader, params.model, params.train, strategy, worker=worker, progress=progress, checkpointing=checkpointing)
+    log_summary(run)
+    if worker.is_chief:
+        environment = numeric_environment(runtime.setup(), worker.count)
+        with atomic_outputs(args.model, args.curve, args.record) as paths:
+            write_outputs(run, environment, *paths)
         remove_checkpoint(checkpointing.path)
         log.info("wrote %s (%d parameters), %s and %s", args.model, run.model.count_params(), args.curve, args.record)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, training_settings)

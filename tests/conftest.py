@@ -4,12 +4,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from movingline import runtime
+from movingline.dataset import write_dataset
+from movingline.params import ModelParams, TrainParams
+from movingline.sequences import iter_frame_batches, sample_walks
 
 # Tests that train in this process get the same TensorFlow settings as the stages, set
 # before anything imports TensorFlow.
@@ -39,6 +44,21 @@ def tiny_params(**overrides: dict) -> dict:
     for section, values in overrides.items():
         params[section].update(values)
     return params
+
+
+TINY_MODEL = ModelParams(**TINY_PARAMS["model"])
+
+
+def train_params(**changes) -> TrainParams:
+    """TINY_PARAMS' train section as TrainParams, with some keys changed (for training in this process)."""
+    return TrainParams(**(TINY_PARAMS["train"] | changes))
+
+
+def tiny_dataset(path: Path, n_samples: int, seed: int, size: int = 8) -> Path:
+    """A training set of ``n_samples`` sequences of ``size`` x ``size`` at ``path``."""
+    walks = sample_walks(np.random.default_rng(seed), n_samples, size)
+    write_dataset(path, iter_frame_batches(walks, n_samples), size=size, n_samples=n_samples, seed=seed)
+    return path
 
 
 def write_params(path: Path, params: dict) -> Path:
@@ -125,6 +145,55 @@ def data(tmp_path_factory) -> Path:
     run_stage("generate_train", root)
     run_stage("generate_test", root)
     return root
+
+
+def wait_until(condition, what: str, seconds: float, process: subprocess.Popen | None = None, interval: float = 0.05) -> None:
+    """Polls ``condition`` every ``interval`` seconds until it holds; fails if ``process`` ends
+    first (showing its stderr), or when ``seconds`` pass (killing ``process``)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the stage ended (status {process.returncode}) before {what}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            if process is not None:
+                process.kill()
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(interval)
+
+
+def project_with_data(folder: Path, data: Path, params: dict | None = None) -> Path:
+    """A copy of the project at ``folder`` holding the datasets of the ``data`` fixture."""
+    root = copy_project(folder, params)
+    shutil.copytree(data / "data", root / "data")
+    return root
+
+
+def start_workers(roots: list[Path], *args: str, stdout=subprocess.PIPE, **env: str) -> list[subprocess.Popen]:
+    """`python -m stages.train ARGS` in each project copy, as the workers of one cluster on
+    127.0.0.1 (each its own TF_CONFIG), with ``env`` added to the stages' environment."""
+    from movingline.cluster import local_tf_configs
+
+    return [
+        subprocess.Popen([sys.executable, "-m", "stages.train", *args], cwd=root, env=stage_env() | env | {"TF_CONFIG": config},
+                         stdout=stdout, stderr=subprocess.PIPE, text=True)
+        for root, config in zip(roots, local_tf_configs(len(roots)))
+    ]
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory) -> dict[str, dict[str, bytes]]:
+    """The outputs of uninterrupted long runs of the train stage (tests/resuming.py), by params
+    name, on the same training set as the ``data`` fixture's (the same params make the same bytes)."""
+    from tests.resuming import LONG, LONG_VALIDATED, outputs_of, train_to_the_end
+
+    outputs = {}
+    for name, params in (("long", LONG), ("validated", LONG_VALIDATED)):
+        root = copy_project(tmp_path_factory.mktemp(name) / "project", params)
+        run_stage("generate_train", root)
+        train_to_the_end(root)
+        assert not (root / "checkpoints/train.npz").exists(), "a successful run left its checkpoint"
+        outputs[name] = outputs_of(root)
+    return outputs
 
 
 @pytest.fixture(scope="session")

@@ -72,3 +72,12 @@ def test_stage_parser_gives_every_stage_the_same_params_and_path_arguments():
     assert vars(parser.parse_args([])) == {"params": Path("params.yaml"), "data": Path("data/test.h5"), "input": None}
     assert vars(parser.parse_args(["--data", "x.h5", "--input", "y.h5"]))["input"] == Path("y.h5")
     assert "test set (default: data/test.h5)" in " ".join(parser.format_help().split())
+
+
+def test_a_count_argument_is_a_whole_number_of_at_least_one():
+    import argparse
+
+    assert cli.count_argument("2") == 2
+    for bad in ("0", "two", "-1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^expected a whole number of at least 1, found '{bad}'$"):
+            cli.count_argument(bad)

@@ -5,7 +5,6 @@ the project, as on separate machines, on 127.0.0.1.
 """
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -13,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from movingline.cluster import Cluster, local_tf_configs, parse_tf_config
+from movingline.cluster import local_tf_configs
 from movingline.dataset import DatasetReader
 from movingline.errors import InputError
 from movingline.evaluation import compute_metrics
 from movingline.prediction import predict_batches
-from tests.conftest import copy_project, run_stage, stage_env, tiny_params
+from movingline.settings import Cluster
+from movingline.workers import parse_tf_config
+from tests.conftest import copy_project, project_with_data, run_stage, stage_env, start_workers, tiny_params
 
 # The bytes depend on TensorFlow's thread count too (docs/scaling.md), so runs compared byte
 # for byte use the same one; --local-workers would otherwise pick a share of the cores.
@@ -33,9 +34,9 @@ def test_parse_tf_config_ranks_the_chief_first():
     )
     with_chief = {"chief": ["c:0"], **workers, "ps": ["p:9"]}
     cluster = parse_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
-    assert (cluster.rank, cluster.n_workers, cluster.is_chief) == (1, 3, False)
+    assert (cluster.rank, cluster.n_workers, cluster.worker.is_chief) == (1, 3, False)
     assert cluster.job_sizes == (("chief", 1), ("worker", 2))
-    assert parse_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})).is_chief
+    assert parse_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})).worker.is_chief
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,10 @@ def test_parse_tf_config_ranks_the_chief_first():
         ('{"cluster": {"ps": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}', "no 'worker'"),
         ('{"task": {"type": "worker", "index": 0}}', "expected"),
         ('{"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}', "host:port"),
+        ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}',
+         "127.0.0.1:1 is named more than once"),
+        ('{"cluster": {"chief": ["h:1"], "worker": ["h:2", "h:1"]}, "task": {"type": "chief", "index": 0}}',
+         "h:1 is named more than once"),
     ],
 )
 def test_bad_tf_config_is_refused(config, problem):
@@ -56,9 +61,14 @@ def test_bad_tf_config_is_refused(config, problem):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["{not json", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}'])
+@pytest.mark.parametrize("config", [
+    "{not json",
+    '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+    '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+])
 def test_stage_exits_2_with_one_line_on_bad_tf_config(project, config):
-    result = subprocess.run(TRAIN, cwd=project, env=stage_env() | {"TF_CONFIG": config}, capture_output=True, text=True)
+    # At once: a worker that waited for its peers would wait out MOVINGLINE_PEER_TIMEOUT (300 s).
+    result = subprocess.run(TRAIN, cwd=project, env=stage_env() | {"TF_CONFIG": config}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: TF_CONFIG: ")
     assert not (project / "models").exists()
@@ -66,19 +76,7 @@ def test_stage_exits_2_with_one_line_on_bad_tf_config(project, config):
 
 def worker_projects(data: Path, folder: Path, n: int, params: dict | None = None) -> list[Path]:
     """``n`` copies of the project with the data, one per worker (as on separate machines)."""
-    projects = []
-    for index in range(n):
-        root = copy_project(folder / f"worker{index}", params)
-        shutil.copytree(data / "data", root / "data")
-        projects.append(root)
-    return projects
-
-
-def start_workers(projects: list[Path], **env: str) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen(TRAIN, cwd=root, env=stage_env() | {"TF_CONFIG": config, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for root, config in zip(projects, local_tf_configs(len(projects)))
-    ]
+    return [project_with_data(folder / f"worker{index}", data, params) for index in range(n)]
 
 
 def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str]]:
@@ -92,7 +90,7 @@ def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[tuple[
 @pytest.fixture(scope="module")
 def two_worker_run(data, tmp_path_factory) -> list[Path]:
     projects = worker_projects(data, tmp_path_factory.mktemp("two"), 2)
-    for status, stderr in finish(start_workers(projects, **ONE_THREAD)):
+    for status, stderr in finish(start_workers(projects, *TRAIN[3:], **ONE_THREAD)):
         assert status == 0, stderr
     return projects
 
@@ -147,7 +145,7 @@ def test_a_killed_worker_ends_the_other_within_60_s_without_a_model(data, tmp_pa
     source = copy_project(tmp_path / "source", params)
     run_stage("generate_train", source)
     chief, worker = worker_projects(source, tmp_path, 2, params)
-    workers = start_workers([chief, worker])
+    workers = start_workers([chief, worker], *TRAIN[3:])
     deadline = time.monotonic() + 240
     # The chief prints where it trains once both workers have joined, just before the first step.
     while time.monotonic() < deadline and workers[0].poll() is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import stage_env, tiny_params, write_params
+from tests.conftest import stage_env, tiny_params, wait_until, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -19,18 +19,6 @@ SLOW_GENERATE = tiny_params(data={"size": 50}, generate_train={"n_samples": 100_
 SLOW_TRAIN = tiny_params(train={"epochs": 400})
 TIMEOUT_S = 60
 PREVIOUS = b"the previous output\n"
-
-
-def wait_for(condition, what: str, process: subprocess.Popen) -> None:
-    """Polls ``condition`` until it holds; fails if the process ends or time runs out first."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the stage ended (status {process.returncode}) before {what}: {process.stderr.read()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def partial_files(folder: Path) -> list[Path]:
@@ -82,7 +70,7 @@ def test_generate_stopped_mid_write(project, signum, had_outputs):
         strip.write_bytes(PREVIOUS + b"png")
     process = start("generate_train", project)
     # The dataset is written to a hidden temporary file first: once it exists, the stage is mid-write.
-    wait_for(lambda: partial_files(dataset.parent), "a temporary file appears", process)
+    wait_until(lambda: partial_files(dataset.parent), "a temporary file appears", TIMEOUT_S, process, interval=0.01)
     time.sleep(0.3)
     process.send_signal(signum)
     assert_stopped_cleanly(
@@ -113,7 +101,7 @@ def test_train_stopped_mid_fit(built_project, tmp_path, signum, had_outputs):
             "--checkpoints", str(tmp_path / "checkpoints"), stdout=stdout,
         )
         # Keras prints "Epoch N/400" as it trains (unbuffered here), so the log shows it is mid-fit.
-        wait_for(lambda: "Epoch 3/" in log.read_text(), "training reaches its third epoch", process)
+        wait_until(lambda: "Epoch 3/" in log.read_text(), "training reaches its third epoch", TIMEOUT_S, process, interval=0.01)
         process.send_signal(signum)
         assert_stopped_cleanly(process, signum, before)
     assert (tmp_path / "checkpoints" / "train.npz").is_file(), "no checkpoint was saved on the way out"

@@ -11,6 +11,7 @@ from movingline.prediction import (
     caption,
     file_batches,
     fresh_batches,
+    output_paths,
     predict_batches,
     predictions_table,
     shown_captions,
@@ -19,7 +20,6 @@ from movingline.prediction import (
     write_table,
 )
 from movingline.sequences import drawing_times, iter_frame_batches, render_frames, sample_walks
-from stages.predict import output_paths
 from tests.badfiles import delete, write_good_dataset
 
 PROBABILITIES = np.array([0.9, 0.25, 0.5])
@@ -100,7 +100,7 @@ def test_fresh_and_file_batches_give_the_same_predictions(tiny_model, tmp_path):
     from movingline.model import predict_probabilities
 
     walks = sample_walks(np.random.default_rng(4), 11, 6)
-    fresh = predict_batches(tiny_model, fresh_batches(6, 11, 4), n_shown=5)
+    fresh = predict_batches(tiny_model, fresh_batches(6, 11, 4)[0], n_shown=5)
     frames = render_frames(walks)
     assert np.allclose(fresh.probabilities, predict_probabilities(tiny_model, frames), atol=1e-6)
     assert np.array_equal(fresh.expected, walks.labels)

@@ -6,59 +6,60 @@ import sys
 import pytest
 
 from movingline import runtime
+from movingline import settings as settings_module
 from movingline.errors import InputError
+from movingline.settings import Settings, read_settings
 from tests.conftest import ROOT, stage_env
 
 KERNEL_VARIABLES = (runtime.ONEDNN_VARIABLE, runtime.ISA_VARIABLE)
 
 
-@pytest.fixture
-def clean_environment(monkeypatch):
-    for variable in (*KERNEL_VARIABLES, runtime.THREADS_VARIABLE, "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        monkeypatch.delenv(variable, raising=False)
-    return monkeypatch
-
-
-def test_the_kernel_path_is_pinned_on_x86_64(clean_environment):
-    clean_environment.setattr(runtime.platform, "machine", lambda: "x86_64")
-    runtime.select_kernels()
-    assert {variable: runtime.os.environ[variable] for variable in KERNEL_VARIABLES} == {
-        "TF_ENABLE_ONEDNN_OPTS": "1",
-        "ONEDNN_MAX_CPU_ISA": "AVX2",
-    }
+def test_the_kernel_path_is_pinned_on_x86_64(monkeypatch):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    assert runtime.kernel_variables({}) == {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 @pytest.mark.parametrize("variable", KERNEL_VARIABLES)
-def test_a_kernel_variable_the_user_set_wins_and_the_other_stays_unset(clean_environment, variable):
-    clean_environment.setattr(runtime.platform, "machine", lambda: "x86_64")
-    clean_environment.setenv(variable, "0" if variable == runtime.ONEDNN_VARIABLE else "ALL")
-    runtime.select_kernels()
-    other = next(v for v in KERNEL_VARIABLES if v != variable)
-    assert other not in runtime.os.environ
-    assert runtime.os.environ[variable] in ("0", "ALL")
+def test_a_kernel_variable_the_user_set_wins_and_the_other_stays_unset(monkeypatch, variable):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    env = {variable: "0" if variable == runtime.ONEDNN_VARIABLE else "ALL"}
+    assert runtime.kernel_variables(env) == {}
+    assert not any(v in runtime.tensorflow_environment(Settings(), env) for v in KERNEL_VARIABLES)
 
 
-def test_other_processors_keep_tensorflows_own_choice(clean_environment):
-    clean_environment.setattr(runtime.platform, "machine", lambda: "aarch64")
-    runtime.select_kernels()
-    assert not any(variable in runtime.os.environ for variable in KERNEL_VARIABLES)
+def test_other_processors_keep_tensorflows_own_choice(monkeypatch):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")
+    assert runtime.kernel_variables({}) == {}
 
 
-def test_threads_follow_movingline_threads(clean_environment):
-    clean_environment.setenv(runtime.THREADS_VARIABLE, "3")
-    runtime.prepare()
-    assert runtime.os.environ["TF_NUM_INTRAOP_THREADS"] == runtime.os.environ["TF_NUM_INTEROP_THREADS"] == "3"
-    assert runtime.threads() == 3
+def test_threads_follow_movingline_threads():
+    settings = read_settings({settings_module.THREADS_VARIABLE: "3"})
+    wanted = runtime.tensorflow_environment(settings, {})
+    assert wanted["TF_NUM_INTRAOP_THREADS"] == wanted["TF_NUM_INTEROP_THREADS"] == "3"
+    assert "TF_NUM_INTRAOP_THREADS" not in runtime.tensorflow_environment(read_settings({}), {})
 
 
-def test_a_bad_thread_count_names_the_variable(clean_environment):
-    clean_environment.setenv(runtime.THREADS_VARIABLE, "two")
+def test_a_bad_thread_count_names_the_variable():
     with pytest.raises(InputError, match="^MOVINGLINE_THREADS: expected a whole number of threads of at least 1, found 'two'$"):
-        runtime.prepare()
+        read_settings({settings_module.THREADS_VARIABLE: "two"})
+
+
+def test_prepare_refuses_to_change_what_tensorflow_has_read(monkeypatch):
+    runtime.tf  # noqa: B018 - loads TensorFlow
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    with pytest.raises(RuntimeError, match="after TensorFlow loaded: it would not see TF_NUM_INTEROP_THREADS, TF_NUM_INTRAOP_THREADS"):
+        runtime.prepare(Settings(threads=3))
+
+
+def test_threads_count_the_usable_cores_not_the_machines(monkeypatch):
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 64)
+    assert settings_module.thread_share(1) == 3 and settings_module.thread_share(2) == 1
 
 
 def test_importing_the_door_loads_nothing_heavy():
-    code = "import sys, movingline.runtime, movingline.model, movingline.cli; print('tensorflow' in sys.modules)"
+    code = "import sys, movingline.runtime, movingline.model, movingline.cli, stages.train; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=stage_env(), capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
 

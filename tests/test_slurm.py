@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from movingline.cluster import read_cluster, read_slurm_step
 from movingline.errors import InputError
-from movingline.runtime import thread_share
+from movingline.runtime import tensorflow_environment
+from movingline.settings import Worker, read_settings, thread_share
+from movingline.workers import slurm_cluster as read_slurm_step
+from movingline.workers import training_settings
 from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
-from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params
+from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params, wait_until
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
 
 SINGLE_NODE = ROOT / "scripts/slurm/single_node.sh"
@@ -89,7 +91,7 @@ def test_every_task_of_a_step_sees_the_same_cluster_ranked_in_blocks():
         assert (cluster.rank, cluster.task_type, cluster.task_index) == (rank, "worker", rank)
         assert cluster.job_sizes == (("worker", 5),)
         assert tasks_on_node == (3 if rank < 3 else 2)
-    assert [cluster.is_chief for cluster, _ in steps] == [True, False, False, False, False]
+    assert [cluster.worker.is_chief for cluster, _ in steps] == [True, False, False, False, False]
 
 
 def test_without_reserved_ports_the_job_and_step_ids_pick_them():
@@ -131,46 +133,40 @@ def test_bad_slurm_step_is_refused(changes, problem):
         read_slurm_step(step_env(1) | changes)
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    """No TF_CONFIG, thread or Slurm settings; the environment is restored afterwards, with what
-    read_cluster() set in it (monkeypatch alone would leave a variable it never saw)."""
-    saved = dict(os.environ)
-    for variable in ("TF_CONFIG", "TF_CPP_MIN_LOG_LEVEL", *THREAD_VARIABLES, *SLURM_VARIABLES):
-        os.environ.pop(variable, None)
-    yield monkeypatch
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-def test_read_cluster_hands_the_slurm_step_to_tensorflow_with_a_thread_share(clean_env):
-    for variable, value in step_env(1, nodes="vm", tasks_per_node="2").items():
-        clean_env.setenv(variable, value)
-    cluster = read_cluster()
-    assert cluster.rank == 1 and cluster.n_workers == 2
-    assert json.loads(os.environ["TF_CONFIG"]) == {
-        "cluster": {"worker": list(cluster.addresses)},
+def test_a_slurm_step_is_handed_to_tensorflow_with_a_thread_share():
+    env = step_env(1, nodes="vm", tasks_per_node="2")
+    before = dict(os.environ)
+    settings = training_settings(env)
+    assert dict(os.environ) == before, "reading the settings wrote the environment"
+    assert settings.worker == Worker(1, 2) and not settings.worker.is_chief
+    wanted = tensorflow_environment(settings, env)
+    assert json.loads(wanted["TF_CONFIG"]) == {
+        "cluster": {"worker": list(settings.cluster.addresses)},
         "task": {"type": "worker", "index": 1},
     }
-    assert all(os.environ[variable] == str(thread_share(2)) for variable in THREAD_VARIABLES)
+    assert wanted["TF_NUM_INTRAOP_THREADS"] == wanted["TF_NUM_INTEROP_THREADS"] == str(thread_share(2))
 
 
-def test_a_thread_setting_is_kept_under_slurm(clean_env):
-    for variable, value in step_env(0, nodes="vm", tasks_per_node="2", MOVINGLINE_THREADS="3").items():
-        clean_env.setenv(variable, value)
-    read_cluster()
-    assert os.environ["MOVINGLINE_THREADS"] == "3"
+def test_a_thread_setting_is_kept_under_slurm():
+    env = step_env(0, nodes="vm", tasks_per_node="2", MOVINGLINE_THREADS="3")
+    settings = training_settings(env)
+    assert settings.threads == 3 and settings.worker.is_chief
+    assert tensorflow_environment(settings, env)["TF_NUM_INTRAOP_THREADS"] == "3"
 
 
-def test_tf_config_wins_over_slurm(clean_env):
-    for variable, value in step_env(4).items():
-        clean_env.setenv(variable, value)
+def test_tf_config_wins_over_slurm():
     config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
-    clean_env.setenv("TF_CONFIG", json.dumps(config))
-    cluster = read_cluster()
-    assert cluster.addresses == ("a:1", "b:2") and cluster.rank == 1
-    assert json.loads(os.environ["TF_CONFIG"]) == config
-    assert "MOVINGLINE_THREADS" not in os.environ
+    env = step_env(4) | {"TF_CONFIG": json.dumps(config)}
+    settings = training_settings(env)
+    assert settings.cluster.addresses == ("a:1", "b:2") and settings.worker == Worker(1, 2)
+    assert settings.tf_config is None and settings.threads is None
+    wanted = tensorflow_environment(settings, env)
+    assert "TF_CONFIG" not in wanted and "TF_NUM_INTRAOP_THREADS" not in wanted
+
+
+def test_the_cluster_is_read_only_for_training():
+    assert read_settings(step_env(1)).cluster is None
+    assert training_settings(step_env(1)).worker == Worker(1, 5)
 
 
 @pytest.mark.slow
@@ -323,13 +319,6 @@ def job_state(job: str) -> str:
     return next((field.split("=", 1)[1] for field in fields if field.startswith("JobState=")), "GONE")
 
 
-def wait_for(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.5)
-
-
 @pytest.mark.slow
 def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     # Long enough (two epochs of 500 steps) that the signal lands mid-training.
@@ -338,14 +327,14 @@ def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     job = run(["sbatch", "--parsable", str(SBATCH_SCRIPT)], repo).stdout.strip()
     log = repo / f"slurm-movingline-train-{job}.out"
     try:
-        wait_for(lambda: log.exists() and "training on" in log.read_text(), 300, "training to start")
+        wait_until(lambda: log.exists() and "training on" in log.read_text(), "training to start", 300, interval=0.5)
         time.sleep(3)
         run(["scancel", "--batch", "--signal=TERM", job], repo)  # as Slurm does before the time limit
-        wait_for(lambda: "requeueing" in log.read_text() and job_state(job) == "PENDING", 120, "the requeue")
+        wait_until(lambda: "requeueing" in log.read_text() and job_state(job) == "PENDING", "the requeue", 120, interval=0.5)
         # Slurm holds a requeued job for AuthInfo's cred_expire (20 s in single_node.sh's
         # slurm.conf). Forcing an earlier start can make slurmd refuse the job, whose
         # credential it still holds as revoked ("Job credential revoked").
-        wait_for(lambda: job_state(job) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), 400, "the requeued run")
+        wait_until(lambda: job_state(job) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), "the requeued run", 400, interval=0.5)
     finally:
         subprocess.run(["scancel", job], capture_output=True)
     text = log.read_text()

@@ -5,28 +5,19 @@ import csv
 import numpy as np
 import pytest
 
-from movingline.dataset import DatasetReader, write_dataset
-from movingline.params import ModelParams, TrainParams
-from movingline.sequences import iter_frame_batches, sample_walks
-from movingline.training import replica_rows, train, write_curve
+from movingline.dataset import DatasetReader
+from movingline.steps import replica_rows
+from movingline.training import train, write_curve
+from tests.conftest import TINY_MODEL as MODEL
+from tests.conftest import tiny_dataset, train_params
 
 SIZE = 8
-MODEL = ModelParams(filters=2, kernel_size=2, pool_size=2, lstm_units=4)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """40 sequences of 8x8: an epoch of 3 global batches of 16, the last one short (8)."""
-    path = tmp_path_factory.mktemp("training") / "train.h5"
-    walks = sample_walks(np.random.default_rng(5), 40, SIZE)
-    write_dataset(path, iter_frame_batches(walks, 40), size=SIZE, n_samples=40, seed=5)
-    return path
-
-
-def train_params(**changes) -> TrainParams:
-    values = {"seed": 13, "batch_size": 16, "epochs": 1, "learning_rate": 0.01,
-              "validation_sequences": 0, "validate_every": 0, "patience": 0} | changes
-    return TrainParams(**values)
+    return tiny_dataset(tmp_path_factory.mktemp("training") / "train.h5", 40, seed=5)
 
 
 @pytest.mark.parametrize("n_rows, n_replicas", [(32, 1), (32, 2), (32, 3), (7, 4), (1, 2), (16, 16), (5, 8)])

@@ -18,7 +18,7 @@ from experiments.learning_curve.grid import Result, Run
 from experiments.learning_curve.report import read_csv
 from movingline.errors import InputError
 from movingline.params import ModelParams
-from movingline.runtime import THREADS_VARIABLE, thread_share
+from movingline.settings import THREADS_VARIABLE, thread_share
 
 log = logging.getLogger("learning_curve")
 
