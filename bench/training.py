@@ -8,10 +8,7 @@ the same file, one process each, and the two alternate (fit, loop, fit, loop, ..
 other work on the machine hits both alike. The fit path is bench/fit.py: the model compiled,
 then `model.fit` on FrameBatches. Both feed the uint8 frames as stored to the same uint8-input
 model, so the ratio measures the loop itself (its step under tf.distribute, one batch read
-ahead on a thread) against `fit` (a PyDataset read by two threads). Up to commit 29be941 the
-fit path built a float32-input copy of the model and cast every batch to float32, as the train
-stage did before the loop; the ratios in docs/performance.md from then include that change of
-input type too, which this script no longer measures.
+ahead on a thread) against `fit` (a PyDataset read by two threads).
 
 Steady-state speed counts the steps after the first WARMUP_STEPS (graph tracing); wall time
 and peak memory are the whole child process's, from bench/process.py.

@@ -5,10 +5,10 @@ The per-frame CNN is written as Conv3D and MaxPooling3D whose windows span one f
 weights, computed as one convolution over all frames of the batch: time folded into the
 batch, with built-in layers only, so ``keras.models.load_model`` needs nothing of ours.
 It gives the same outputs as the ``TimeDistributed`` form (tests/test_model.py checks the
-equality; ``time_distributed=True`` builds that form) and trained 5x faster than it under
-Keras's ``fit`` when measured at commit 70170ae (docs/performance.md). Training itself is
-movingline/training.py; the ``fit`` path it replaced is kept in bench/fit.py, which the
-benchmark and the tests compare the loop against.
+equality; ``time_distributed=True`` builds that form), and trains faster: one convolution
+over every frame of the batch instead of one per frame. Training itself is
+movingline/training.py; Keras's ``fit`` path is kept in bench/fit.py, which the benchmark
+and the tests compare the loop against.
 """
 
 from __future__ import annotations
