@@ -1,5 +1,7 @@
 """Stage predict: classify sequences with models/model.keras and write one CSV row per sequence.
 
+With --model FILE.onnx (the export stage's) onnxruntime predicts, and TensorFlow never loads.
+
 Without --input: predict.n_samples fresh sequences drawn with predict.seed. With --input
 FILE.h5 (the dataset format, labels optional) and --output OUT.csv: that file's sequences.
 Also draws the first sequences captioned "Expected: Right, Predicted: Right" and prints the captions.
@@ -13,7 +15,7 @@ from pathlib import Path
 from movingline import prediction as p
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.dataset import DatasetReader
-from movingline.model import frame_size, load_model
+from movingline.model import frame_size
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
 from movingline.plots import save_prediction_grid
@@ -23,6 +25,7 @@ from movingline.preflight import (
     require_training_fits,
     require_walks_fit,
 )
+from movingline.serving import load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def output_paths(input_path: Path | None, output: Path | None, image: Path | Non
 
 def main() -> None:
     parser = stage_parser("predict", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_path(parser, "--model", "models/model.keras", "trained model")
+    add_path(parser, "--model", "models/model.keras", "trained model: .keras, or .onnx (no TensorFlow)")
     add_path(parser, "--input", None, "HDF5 dataset to classify (default: fresh sequences from params)")
     add_path(parser, "--output", None, "CSV to write (default: predictions.csv; required with --input)")
     add_path(parser, "--image", None, "PNG of the first sequences (default: plots/predictions.png, or the CSV's name with .png)")
@@ -72,7 +75,7 @@ def main() -> None:
             blame = f"{args.input} ({size}x{size} frames)"
             require_prediction_fits(min(p.PREDICT_BATCH_SIZE, len(reader)), size, blame)
             batches = p.file_batches(reader)
-        model = load_model(args.model)
+        model = load_predictor(args.model)
         require_model_size(args.model, frame_size(model), size, frames_from, from_params=args.input is None)
         predictions = p.predict_batches(model, batches)
 
