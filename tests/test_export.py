@@ -30,6 +30,7 @@ def cumulative_frames(n: int, time: int, size: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("time", [30, 50])
 def test_export_agrees_with_keras_whatever_the_number_of_frames(built_project, exported, time):
     keras_model = load_model(built_project / "models/model.keras")
@@ -39,6 +40,7 @@ def test_export_agrees_with_keras_whatever_the_number_of_frames(built_project, e
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_export_gives_the_same_bytes_twice(built_project, exported, tmp_path):
     again = tmp_path / "again.onnx"
     run_stage("export", built_project, "--output", str(again))
@@ -46,6 +48,7 @@ def test_export_gives_the_same_bytes_twice(built_project, exported, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_export_stops_without_a_file_when_onnxruntime_disagrees(built_project, tmp_path, monkeypatch, capsys):
     import stages.export
 
@@ -82,6 +85,7 @@ finally:
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_predict_with_the_onnx_file_never_imports_tensorflow(built_project, exported, tmp_path):
     onnx_csv, keras_csv = tmp_path / "onnx.csv", tmp_path / "keras.csv"
     data = str(built_project / "data/test.h5")
@@ -101,6 +105,7 @@ def test_predict_with_the_onnx_file_never_imports_tensorflow(built_project, expo
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_predict_refuses_a_damaged_onnx_file_in_one_line(built_project, tmp_path):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"\x08\x07garbage")
