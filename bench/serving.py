@@ -15,8 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.machine import commit, describe_cpu
+from bench.machine import commit
 from bench.process import Usage, run_measured
+from movingline.environment import describe_cpu
 
 log = logging.getLogger(__name__)
 
