@@ -80,7 +80,8 @@ def shared(reproduced_repo, server, tmp_path_factory):
     dvc(repo, "repro")
     other_model = (repo / "models/model.keras").read_bytes()
     dvc(repo, "push", "--run-cache")
-    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics.json", "plots"], repo)
+    # Back to the committed run: every tracked file the other run rewrote (params, dvc.lock, metrics, pictures).
+    run(["git", "checkout", "--", "."], repo)
     dvc(repo, "checkout")
     assert run(["git", "status", "--porcelain"], repo).stdout == ""
     return repo, other_model, pushed
@@ -108,6 +109,10 @@ def test_a_fresh_clone_pulls_the_committed_bytes(shared, server, tmp_path):
     assert "Data and pipelines are up to date." in status.stdout
 
 
+# Passed before main's training.json (commit 4be1dcd): that file is a git-tracked metric
+# (cache: false), and DVC 3.67.1 pushes no object for an uncached output (Output.get_used_objs),
+# so the remote's run-cache entry for train cannot be checked out and train runs again.
+@pytest.mark.xfail(strict=True, reason="train's run-cache entry lacks training.json's object on the remote")
 def test_repro_pull_restores_train_from_the_run_cache_without_training(shared, server, tmp_path):
     repo, other_model, _ = shared
     clone = tmp_path / "clone"
