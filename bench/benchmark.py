@@ -94,14 +94,16 @@ def measure_project(folder: Path, size: int, n_samples: int, repeat: int, *, eva
     ]
     log.info("generate_train: %.2f s", results[-1].wall_s)
     train = stage_command(
-        "train", "--params", params, "--data", data, "--model", model, "--curve", folder / "training.csv"
-    )
+        "train", "--params", params, "--data", data, "--model", model, "--curve", folder / "training.csv",
+        "--record", folder / "record.json",
+    )  # fmt: skip
     results.append(Measurement("train (project)", n_samples, *run_measured(train, folder / "train.log")))
     log.info("train: %.2f s", results[-1].wall_s)
     if evaluate:
         command = stage_command(
             "evaluate", "--params", params, "--model", model, "--data", data, "--metrics", folder / "metrics.json",
             "--roc", folder / "roc.json", "--confusion", folder / "confusion.json",
+            "--training-record", folder / "record.json", "--record", folder / "training.json",
         )  # fmt: skip
         results.append(Measurement("evaluate (project)", n_samples, *run_measured(command, folder / "evaluate.log")))
         log.info("evaluate: %.2f s", results[-1].wall_s)

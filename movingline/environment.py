@@ -2,14 +2,18 @@
 
 The same params give the same bits only in one numeric environment: the CPU, the kernel path,
 the thread count, the number of workers and the package versions (docs/reproducibility.md).
-The train stage writes `training.json`, committed to git beside `dvc.lock`: that environment
-and the training curve at full precision, so that `bash run.sh verify` can tell a workspace
-that reproduced HEAD bit for bit from one that reproduced it within tolerance elsewhere.
+The train stage records that environment and its curve at full precision in
+`models/training.json` (cached by DVC like the model, so the run-cache restores it), and the
+evaluate stage copies it to `training.json`, which git keeps beside `dvc.lock` and
+`metrics.json`: `bash run.sh verify` compares a workspace with it.
 """
 
+import json
 import platform
 from importlib import metadata
 from pathlib import Path
+
+from movingline.errors import InputError
 
 # The packages besides TensorFlow and Keras (which runtime.setup() names) whose version can change
 # the bits of the training run or of the datasets it reads.
@@ -78,3 +82,16 @@ def training_record(environment: dict[str, str | int], curve: list) -> dict:
         "environment": environment,
         "curve": {"loss": [float(row.loss) for row in curve], "accuracy": [float(row.accuracy) for row in curve]},
     }
+
+
+def read_record(path: Path) -> dict:
+    """A training record as the train stage wrote it; InputError naming the file if it is not one."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file (the train stage writes it)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not a training record: {error}") from None
+    if not isinstance(record, dict) or set(record) != {"environment", "curve"}:
+        raise InputError(f"{path}: not a training record: expected the keys 'environment' and 'curve'")
+    return record

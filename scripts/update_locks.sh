@@ -19,9 +19,12 @@ lock() {  # requirements-file lock-file [extra uv options]
 }
 
 lock requirements.txt requirements.lock
-# The development and GPU locks add packages to the runtime lock's, and keep its versions
+# The development, serving and GPU locks add packages to the runtime lock's, and keep its versions
 # of the packages they share.
 lock requirements-dev.txt requirements-dev.lock -c requirements.lock
+# The serving install (predict through onnxruntime, no TensorFlow): a subset of the runtime
+# lock, at its versions.
+lock requirements-serve.txt requirements-serve.lock -c requirements.lock
 # `bash run.sh setup --gpu` replaces tensorflow-cpu with the same release of tensorflow and
 # NVIDIA's CUDA libraries (its `and-cuda` extra), published for Linux x86_64 only.
 version=$(sed -n 's/^tensorflow-cpu==\([^ ]*\) .*/\1/p' requirements.lock)

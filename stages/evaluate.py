@@ -1,10 +1,13 @@
 """Stage evaluate: models/model.keras on data/test.h5 -> metrics.json, ROC and confusion-matrix data.
 
 DVC's plot templates draw the ROC curve (plots/roc.json) and the confusion matrix (plots/confusion.json).
+The train stage's record (its numeric environment) is copied to training.json, which git keeps beside
+metrics.json for `bash run.sh verify`.
 """
 
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.dataset import DatasetReader
+from movingline.environment import read_record
 from movingline.evaluation import compute_metrics, confusion_rows, metrics_summary, roc_points
 from movingline.model import frame_size, load_model
 from movingline.outputs import atomic_outputs, check_destinations, write_json
@@ -20,10 +23,13 @@ def main() -> None:
     add_path(parser, "--metrics", "metrics.json", "metrics to write")
     add_path(parser, "--roc", "plots/roc.json", "ROC curve data")
     add_path(parser, "--confusion", "plots/confusion.json", "confusion data")
+    add_path(parser, "--training-record", "models/training.json", "the train stage's record")
+    add_path(parser, "--record", "training.json", "its copy to keep in git")
     args = parser.parse_args()
 
-    check_destinations(args.metrics, args.roc, args.confusion)
+    check_destinations(args.metrics, args.roc, args.confusion, args.record)
     params = load_params(args.params)
+    record = read_record(args.training_record)
     require_training_fits(params, args.params)
     with DatasetReader(args.data) as reader:
         size, batch_size = reader.info.size, min(params.evaluate.batch_size, len(reader))
@@ -35,10 +41,11 @@ def main() -> None:
 
     labels, probabilities = predictions.expected, predictions.probabilities
     metrics = compute_metrics(labels, probabilities)
-    with atomic_outputs(args.metrics, args.roc, args.confusion) as (metrics_path, roc_path, confusion_path):
-        write_json(metrics, metrics_path)
-        write_json({"roc": roc_points(labels, probabilities)}, roc_path)
-        write_json({"confusion": confusion_rows(labels, probabilities)}, confusion_path)
+    with atomic_outputs(args.metrics, args.roc, args.confusion, args.record) as paths:
+        write_json(metrics, paths[0])
+        write_json({"roc": roc_points(labels, probabilities)}, paths[1])
+        write_json({"confusion": confusion_rows(labels, probabilities)}, paths[2])
+        write_json(record, paths[3])
     print(f"{args.data}: {metrics_summary(metrics)}")
 
 

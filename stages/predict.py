@@ -1,7 +1,6 @@
-"""Stage predict: classify sequences with models/model.keras and write one CSV row per sequence.
+"""Stage predict: a model's predictions for fresh sequences (predict.*) or --input FILE.h5, one CSV row each.
 
-Without --input: predict.n_samples fresh sequences drawn with predict.seed; with --input FILE.h5 (the
-dataset format, labels optional) and --output OUT.csv: that file's. Draws and prints the first captions.
+Draws and prints the first captions. A .onnx --model predicts through onnxruntime, without TensorFlow.
 """
 
 import argparse
@@ -11,18 +10,19 @@ import logging
 from movingline import prediction as p
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.dataset import DatasetReader
-from movingline.model import frame_size, load_model
+from movingline.model import frame_size
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
 from movingline.plots import save_prediction_grid
 from movingline.preflight import require_fresh_predictions_fit, require_model_size, require_prediction_fits
+from movingline.serving import load_predictor
 
 log = logging.getLogger(__name__)
 
 
 def main() -> None:
     parser = stage_parser("predict", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_path(parser, "--model", "models/model.keras", "trained model")
+    add_path(parser, "--model", "models/model.keras", "trained model: .keras, or .onnx (no TensorFlow)")
     add_path(parser, "--input", None, "HDF5 dataset to classify (default: fresh sequences from params)")
     add_path(parser, "--output", None, "CSV to write (default: predictions.csv; required with --input)")
     add_path(parser, "--image", None, "PNG of the first sequences (default: plots/predictions.png, or the CSV's name with .png)")
@@ -44,7 +44,7 @@ def main() -> None:
             size, frames_from, source = reader.info.size, args.input, str(args.input)
             require_prediction_fits(min(p.PREDICT_BATCH_SIZE, len(reader)), size, f"{args.input} ({size}x{size} frames)")
             batches = p.file_batches(reader)
-        model = load_model(args.model)
+        model = load_predictor(args.model)
         require_model_size(args.model, frame_size(model), size, frames_from, from_params=args.input is None)
         predictions = p.predict_batches(model, batches)
 

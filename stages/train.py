@@ -1,4 +1,4 @@
-"""Stage train: data/train.h5 -> models/model.keras, the per-step curve and training.json.
+"""Stage train: data/train.h5 -> models/model.keras, the per-step curve and models/training.json.
 
 Alone, or as one worker of a cluster: TF_CONFIG, `srun -n N` or --local-workers N (docs/scaling.md).
 Checkpoints to checkpoints/ and resumes from there after an interruption (docs/training.md).
@@ -30,7 +30,7 @@ def main() -> None:
     add_path(parser, "--data", "data/train.h5", "training set")
     add_path(parser, "--model", "models/model.keras", "model to write")
     add_path(parser, "--curve", "plots/training.csv", "per-step curve")
-    add_path(parser, "--record", "training.json", "record of the numeric environment and the unrounded curve")
+    add_path(parser, "--record", "models/training.json", "record of the numeric environment and the unrounded curve")
     add_path(parser, "--checkpoints", "checkpoints", "folder for the checkpoint that an interrupted run resumes from")
     parser.add_argument("--local-workers", type=count_argument, metavar="N", help="train as N workers on 127.0.0.1")
     args = parser.parse_args()

@@ -18,7 +18,7 @@ from tests.conftest import TINY_PARAMS, copy_repo, dvc, output_hashes, run, stag
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict"]
+STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict", "export"]
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
@@ -84,7 +84,7 @@ def test_changing_a_param_reruns_only_the_stages_that_read_it(workspace, section
 def test_params_metrics_and_plots_diff_show_the_change(workspace, tmp_path):
     # A new test set: only generate_test and evaluate rerun, and every metric moves.
     write_params(workspace / "params.yaml", tiny_params(generate_test={"seed": 22}))
-    assert running_stages(dvc(workspace, "repro").stdout) == ["generate_test", "evaluate"]
+    assert running_stages(dvc(workspace, "repro").stdout) == ["generate_test", "evaluate", "export"]
 
     params_diff = dvc(workspace, "params", "diff").stdout
     assert re.search(r"params\.yaml\s+generate_test\.seed\s+12\s+22", params_diff), params_diff
@@ -128,7 +128,7 @@ def test_exp_run_is_listed_with_its_metrics_and_setting_back_restores_from_the_r
 
     first = output_hashes(reproduced_repo)
     result = dvc(workspace, "exp", "run", "--name", "deep2", "--set-param", "model.conv_layers=2")
-    assert running_stages(result.stdout) == ["train", "evaluate", "predict"]
+    assert running_stages(result.stdout) == ["train", "evaluate", "predict", "export"]
     for stage in ("generate_train", "generate_test"):
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     # The saved model has a second CNN block (docs/learning-curve.md).
@@ -149,7 +149,7 @@ def test_exp_run_is_listed_with_its_metrics_and_setting_back_restores_from_the_r
     write_params(workspace / "params.yaml", TINY_PARAMS)
     result = dvc(workspace, "repro")
     assert running_stages(result.stdout) == []
-    for stage in ("train", "evaluate", "predict"):
+    for stage in ("train", "evaluate", "predict", "export"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout
     assert output_hashes(workspace) == first
     assert (workspace / "dvc.lock").read_bytes() == (reproduced_repo / "dvc.lock").read_bytes()
@@ -183,7 +183,7 @@ def test_queued_sweep_runs_two_experiments_at_once(workspace, tmp_path):
     assert sweep.returncode == 0, output  # -9: still running after 900 s, so killed
     assert most_running == 2, "\n".join(seen)
     # --run-all follows each experiment's log in turn.
-    assert running_stages(output) == ["train", "evaluate", "predict"] * 2
+    assert running_stages(output) == ["train", "evaluate", "predict", "export"] * 2
 
     found = experiments(workspace)
     assert sorted(e["params"]["model"]["lstm_units"] for e in found.values()) == [3, 5]

@@ -10,7 +10,7 @@ import yaml
 from movingline.params import load_params
 from tests.conftest import FIRST_REPRO_LOG, ROOT, copy_repo, dvc
 
-STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict"]
+STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict", "export"]
 
 
 def pipeline() -> dict:

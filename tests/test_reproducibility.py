@@ -13,7 +13,7 @@ from tests.conftest import copy_repo, dvc, output_hashes
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict"]
+STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict", "export"]
 
 
 def test_forced_repro_leaves_dvc_lock_and_every_output_byte_identical(reproduced_repo, tmp_path):

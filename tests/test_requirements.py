@@ -46,7 +46,11 @@ def environments():
 @pytest.mark.parametrize("environment", environments())
 @pytest.mark.parametrize(
     ("requirements", "lock"),
-    [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")],
+    [
+        ("requirements.txt", "requirements.lock"),
+        ("requirements-dev.txt", "requirements-dev.lock"),
+        ("requirements-serve.txt", "requirements-serve.lock"),
+    ],
 )
 def test_lock_pins_every_direct_requirement_at_its_version(requirements, lock, environment):
     direct = pins(ROOT / requirements, environment)
@@ -70,3 +74,11 @@ def test_development_lock_keeps_the_runtime_versions():
         shared = runtime.keys() & development.keys()
         assert shared, "pytest shares packages (packaging, pygments) with the runtime"
         assert {name: development[name] for name in shared} == {name: runtime[name] for name in shared}
+
+
+def test_serving_lock_is_the_runtime_lock_without_tensorflow():
+    for environment in environments():
+        runtime = pins(ROOT / "requirements.lock", environment.values[0])
+        serving = pins(ROOT / "requirements-serve.lock", environment.values[0])
+        assert {name: runtime.get(name) for name in serving} == serving
+        assert not {"tensorflow", "tensorflow-cpu", "keras"} & serving.keys()

@@ -159,8 +159,8 @@ class Inputs:
 # Each stage's outputs, written under the test's own folder; the first one exists beforehand.
 OUTPUT_FLAGS = {
     "generate_train": [("--output", "train.h5"), ("--strip", "strip.png")],
-    "train": [("--model", "model.keras"), ("--curve", "curve.csv")],
-    "evaluate": [("--metrics", "metrics.json"), ("--roc", "roc.json"), ("--confusion", "confusion.json")],
+    "train": [("--model", "model.keras"), ("--curve", "curve.csv"), ("--record", "record.json")],
+    "evaluate": [("--metrics", "metrics.json"), ("--roc", "roc.json"), ("--confusion", "confusion.json"), ("--record", "record.json")],
     "predict": [("--output", "predictions.csv"), ("--image", "predictions.png")],
 }
 
