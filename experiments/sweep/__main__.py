@@ -46,8 +46,7 @@ def parse_arguments() -> argparse.Namespace:
 def on_slurm(args: argparse.Namespace, grid: list[Combination], baseline: str) -> list[str] | None:
     """Submits the array; with --wait, waits and returns the failures (else None)."""
     repo = Path.cwd().resolve()
-    cache = str((repo / dvc("cache", "dir").stdout.strip()).resolve())
-    job = slurm.submit(repo, baseline, cache, grid, slurm.options_from(args))
+    job = slurm.submit(repo, baseline, slurm.shared_cache(repo), grid, slurm.options_from(args))
     if job is not None and not args.wait:
         print(f"Slurm job array {job}: follow it with `squeue -j {job}`; each experiment appears in "
               "`dvc exp show` as its task ends (logs in .dvc/tmp/sweep/logs); run this command again "

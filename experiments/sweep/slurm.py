@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiments.learning_curve.dvc_queue import dvc
 from experiments.sweep.grid import Combination
 from experiments.sweep.repo import LOG_DIR, PLAN_DIR, is_done, log_path
 from movingline.errors import InputError
@@ -121,6 +122,11 @@ def submit(repo: Path, baseline: str, cache: str, grid: list[Combination], optio
     log.info("submitted Slurm job array %s (%s): %d task(s), %d core(s) each", job, name, len(todo),
              options.cpus_per_task)
     return job
+
+
+def shared_cache(repo: Path) -> str:
+    """The repository's DVC cache, which every task's clone uses (an absolute path)."""
+    return str((repo / dvc("cache", "dir").stdout.strip()).resolve())
 
 
 def wait(job: str, poll_seconds: float) -> None:
