@@ -197,3 +197,31 @@ def test_a_cancelled_sweep_leaves_the_repo_consistent_and_a_rerun_finishes_it(sw
     assert "of 3 experiments are already done" in second.stderr
     # A cancelled task's clone is picked up again (with its checkpoint, if training had begun).
     assert any("resuming in" in out.read_text() for out in (repo / ".dvc/tmp/sweep/logs").glob("*.out"))
+
+
+@pytest.mark.full
+@pytest.mark.slow
+def test_a_task_warned_of_its_time_limit_requeues_and_resumes_from_its_checkpoint(slurm, repo):
+    # Long enough (two epochs of 500 steps) that the warning lands mid-training.
+    specs = ["-S", "generate_train.n_samples=1000", "-S", "train.batch_size=2", "-S", "train.epochs=2"]
+    (combination,) = combinations(specs[1::2], "sweep")
+    job = sweep(repo, "--slurm", *specs, check=True).stdout.split()[3].rstrip(":")
+    log = log_path(repo, combination.name)
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.exists() and "training on" in log.read_text()):
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.5)
+        time.sleep(3)
+        # What Slurm sends 120 s before the time limit (sbatch --signal=B:USR1@120).
+        subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+        deadline = time.monotonic() + 600
+        while subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip():
+            assert time.monotonic() < deadline, "the requeued task did not finish"
+            time.sleep(1)
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)
+    out = "".join(path.read_text() for path in (repo / ".dvc/tmp/sweep/logs").glob("*.out"))
+    assert "stopped by SIGUSR1" in out and "requeueing job" in out and "attempt 2" in out, out
+    assert "train: resuming from the checkpoint" in log.read_text()
+    assert combination.name in experiments_of(repo)
