@@ -90,6 +90,17 @@ def test_an_invalid_combination_stops_the_sweep_before_anything_is_submitted(rep
     assert not (repo / PLAN_DIR).exists()
 
 
+@pytest.mark.full
+@pytest.mark.slow
+def test_a_local_sweep_runs_on_dvcs_queue_and_a_rerun_skips_it(repo):
+    first = sweep(repo, "--wait", "--jobs", "2", "--poll", "1", "-S", "train.seed=21,22", check=True)
+    names = [c.name for c in combinations(["train.seed=21,22"], "sweep")]
+    assert all(0 <= experiments_of(repo)[name]["accuracy"] <= 1 for name in names)
+    assert all(name in first.stdout for name in names)
+    second = sweep(repo, "--wait", "--poll", "1", "-S", "train.seed=21,22", check=True)
+    assert "reusing 2 experiment(s)" in second.stderr and "queued sweep-" not in second.stderr
+
+
 def experiments_of(repo: Path) -> dict[str, dict]:
     """Name -> metrics of every experiment `dvc exp show` lists."""
     found = {}
