@@ -195,7 +195,8 @@ def collect(runs: list[Run], found: dict[str, dict]) -> list[Result]:
     if failed:
         raise InputError(
             f"{failed[0]}: experiment did not succeed ({len(failed)} of {len(runs)} failed); "
-            f"see `dvc queue logs {failed[0]}`, then rerun this script to retry them"
+            f"see `dvc queue logs {failed[0]}` (with --slurm: {log_path(Path('.'), failed[0])}), "
+            "then rerun this script to retry them"
         )
     results = []
     for run in runs:
