@@ -2,8 +2,11 @@
 # Sets up the project's environment (once, and again when a lock file changes)
 # and runs one job in it:
 #
-#   bash run.sh repro       set up, then `dvc repro` (the whole pipeline at params.yaml)
-#   bash run.sh test        set up with the development tools, then the test suite (pytest)
+#   bash run.sh repro       set up, then `dvc repro` (the whole pipeline at params.yaml),
+#                           then the verdict of `verify`
+#   bash run.sh verify      set up, then say whether the workspace reproduces what HEAD records
+#   bash run.sh test        set up with the development tools, then the quick test suite (pytest)
+#       --all               the full suite: also kill and resume, workers, Slurm, the browser
 #   bash run.sh bench [...] set up, then the speed and memory benchmark
 #   bash run.sh fingerprint set up, then print which bits this machine computes (docs/reproducibility.md)
 #   bash run.sh setup       set up only; then `source .venv/bin/activate` to work by hand
@@ -116,12 +119,28 @@ job=${1:-}
 [ $# -gt 0 ] && shift
 case "$job" in
     setup) setup "$@" ;;
-    repro) setup; dvc repro "$@" ;;
-    test) setup --dev; python -m pytest "$@" ;;
+    repro)
+        setup
+        dvc repro "$@"
+        echo
+        # Status 1 is the verdict "not reproduced" (after a change of params, say): the
+        # pipeline itself ran, so that is no failure of this command.
+        python -m bench.verify || [ $? -eq 1 ]
+        ;;
+    verify) setup; python -m bench.verify "$@" ;;
+    test)
+        setup --dev
+        if [ "${1:-}" = --all ]; then
+            shift
+            python -m pytest "$@"
+        else
+            python -m pytest -m "not full" "$@"
+        fi
+        ;;
     bench) setup; python -m bench.benchmark "$@" ;;
     fingerprint) setup; python -m bench.fingerprint "$@" ;;
     *)
-        sed -n '2,15p' "$0" >&2
+        sed -n '2,18p' "$0" >&2
         exit 2
         ;;
 esac

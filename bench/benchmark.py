@@ -31,8 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.machine import commit, describe_cpu
+from bench.machine import commit
 from bench.process import ROOT, run_measured
+from movingline.environment import describe_cpu
 
 log = logging.getLogger("benchmark")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import describe_cpu
 from movingline.dataset import DatasetReader, write_dataset
+from movingline.environment import describe_cpu
 from movingline.params import ModelParams, TrainParams
 from movingline.sequences import iter_frame_batches, sample_walks
 

@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.machine import commit, cpu_flag, cpu_model, read_cpuinfo
+from bench.machine import commit
 from bench.process import ROOT, run_measured
 from bench.training import child_command, training_set
+from movingline.environment import cpu_flag, cpu_model, read_cpuinfo
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 ISA = "ONEDNN_MAX_CPU_ISA"

@@ -15,7 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bench.machine import commit, describe_cpu
+from bench.machine import commit
+from movingline.environment import describe_cpu
 from movingline.generate import render_batch_size
 from movingline.sequences import render_frames, sample_walks
 

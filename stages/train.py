@@ -1,4 +1,4 @@
-"""Stage train: data/train.h5 -> models/model.keras and the per-step training curve.
+"""Stage train: data/train.h5 -> models/model.keras, the per-step training curve and training.json.
 
 Trains in this process or, when TF_CONFIG is set or `srun -n N` started it, as one worker
 of a tf.distribute cluster (docs/scaling.md); --local-workers N starts N such workers on
@@ -15,7 +15,8 @@ from movingline.checkpoints import DEFAULT_SECONDS, FILE_NAME, SECONDS_VARIABLE,
 from movingline.cli import add_path, run_stage, stage_parser
 from movingline.cluster import make_strategy, read_cluster, run_local_workers
 from movingline.dataset import DatasetReader
-from movingline.outputs import atomic_outputs, check_destinations
+from movingline.environment import numeric_environment, training_record
+from movingline.outputs import atomic_outputs, check_destinations, write_json
 from movingline.params import load_params
 from movingline.preflight import require_size, require_training_fits, require_training_sequences
 from movingline.runtime import positive_setting
@@ -28,6 +29,7 @@ def main() -> None:
     add_path(parser, "--data", "data/train.h5", "training set")
     add_path(parser, "--model", "models/model.keras", "model to write")
     add_path(parser, "--curve", "plots/training.csv", "per-step curve")
+    add_path(parser, "--record", "training.json", "record of the numeric environment and the unrounded curve")
     add_path(parser, "--checkpoints", "checkpoints", "folder for the checkpoint that an interrupted run resumes from")
     parser.add_argument("--local-workers", type=int, metavar="N", help="train as N workers on 127.0.0.1")
     args = parser.parse_args()
@@ -35,11 +37,11 @@ def main() -> None:
         if args.local_workers < 1:
             parser.error("--local-workers must be at least 1")
         paths = ["--params", args.params, "--data", args.data, "--model", args.model, "--curve", args.curve,
-                 "--checkpoints", args.checkpoints]
+                 "--record", args.record, "--checkpoints", args.checkpoints]
         sys.exit(run_local_workers(args.local_workers, list(map(str, paths))))
 
     cluster = read_cluster()
-    check_destinations(args.model, args.curve, args.checkpoints / FILE_NAME)
+    check_destinations(args.model, args.curve, args.record, args.checkpoints / FILE_NAME)
     interval = positive_setting(SECONDS_VARIABLE, DEFAULT_SECONDS, "seconds")
     params = load_params(args.params)
     is_chief = cluster is None or cluster.is_chief
@@ -53,7 +55,8 @@ def main() -> None:
 
         read = {"data.size": params.data.size, "model": dataclasses.asdict(params.model),
                 "train": dataclasses.asdict(params.train)}
-        run_fingerprint = fingerprint(args.data, read, cluster.n_workers if cluster else 1, runtime.setup())
+        n_workers = cluster.n_workers if cluster else 1
+        run_fingerprint = fingerprint(args.data, read, n_workers, runtime.setup())
         checkpointing = Checkpointing(args.checkpoints / FILE_NAME, run_fingerprint, interval, is_chief)
         strategy = make_strategy(cluster)
         print(f"train: training on {runtime.describe_devices(strategy)}", flush=True)
@@ -67,11 +70,14 @@ def main() -> None:
     if is_chief:
         from movingline.model import save_model
 
-        with atomic_outputs(args.model, args.curve) as (model_path, curve_path):
+        environment = numeric_environment(runtime.setup(), n_workers)
+        record = training_record(environment, [row.loss for row in run.curve], [row.accuracy for row in run.curve])
+        with atomic_outputs(args.model, args.curve, args.record) as (model_path, curve_path, record_path):
             save_model(run.model, model_path)
             write_curve(run.curve, curve_path)
+            write_json(record, record_path)
         remove_checkpoint(checkpointing.path)
-        log.info("wrote %s (%d parameters) and %s", args.model, run.model.count_params(), args.curve)
+        log.info("wrote %s (%d parameters), %s and %s", args.model, run.model.count_params(), args.curve, args.record)
 
 
 if __name__ == "__main__":

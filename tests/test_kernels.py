@@ -3,7 +3,7 @@
 import pytest
 
 from bench.kernels import ISA, ONEDNN, VARIANTS, KernelRun, summarise, table
-from bench.machine import cpu_flag, cpu_model
+from movingline.environment import cpu_flag, cpu_model
 from bench.process import child_environment
 
 CPUINFO = (
