@@ -213,8 +213,8 @@ def test_a_cancelled_sweep_leaves_the_repo_consistent_and_a_rerun_finishes_it(sw
 @pytest.mark.full
 @pytest.mark.slow
 def test_a_task_warned_of_its_time_limit_requeues_and_resumes_from_its_checkpoint(slurm, repo):
-    # Long enough (two epochs of 500 steps) that the warning lands mid-training.
-    specs = ["-S", "generate_train.n_samples=1000", "-S", "train.batch_size=2", "-S", "train.epochs=2"]
+    # Long enough (ten epochs of 500 steps, 14 s on a quiet 2-core machine) that the warning lands mid-training.
+    specs = ["-S", "generate_train.n_samples=1000", "-S", "train.batch_size=2", "-S", "train.epochs=10"]
     (combination,) = combinations(specs[1::2], "sweep")
     job = sweep(repo, "--slurm", *specs, check=True).stdout.split()[3].rstrip(":")
     log = log_path(repo, combination.name)
@@ -234,5 +234,6 @@ def test_a_task_warned_of_its_time_limit_requeues_and_resumes_from_its_checkpoin
         subprocess.run(["scancel", job], capture_output=True)
     out = "".join(path.read_text() for path in (repo / ".dvc/tmp/sweep/logs").glob("*.out"))
     assert "stopped by SIGUSR1" in out and "requeueing job" in out and "attempt 2" in out, out
-    assert "train: resuming from the checkpoint" in log.read_text()
+    text = log.read_text()
+    assert "train: saved a checkpoint" in text and "train: resuming from the checkpoint" in text, text
     assert combination.name in experiments_of(repo)

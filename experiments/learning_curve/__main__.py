@@ -82,8 +82,8 @@ def on_queue(runs: list[Run], base: dict[str, object], baseline: str, args: argp
 def on_slurm(runs: list[Run], base: dict[str, object], baseline: str, args: argparse.Namespace) -> dict[str, dict]:
     """Runs the grid as one Slurm job array (experiments.sweep) and waits for it."""
     sweep = [
-        Combination(run.name, tuple((PARAMS_FILE, f"{key}={value}") for key, value in set_params(run, MODELS, base).items()))
-        for run in runs
+        Combination(run.name, tuple((PARAMS_FILE, f"{key}={value}") for key, value in settings.items()))
+        for run, settings in ((run, set_params(run, MODELS, base)) for run in runs)
     ]
     check_all(sweep, Path("params.yaml"))
     # Removes this grid's earlier experiments with --fresh; the queue is not used, so nothing queued matters.

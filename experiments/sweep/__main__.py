@@ -60,7 +60,8 @@ def on_slurm(args: argparse.Namespace, grid: list[Combination], baseline: str) -
 def on_queue(args: argparse.Namespace, grid: list[Combination], baseline: str) -> list[str] | None:
     local.run(grid, baseline, args.jobs)
     if not args.wait:
-        print(f"queued on DVC's queue, {args.jobs} at once: `dvc queue status` follows them, `dvc exp show` lists them when done")
+        print(f"queued on DVC's queue, {args.jobs} at once: `dvc queue status` follows them, "
+              "`dvc exp show` lists them when done")
         return None
     return local.wait(grid, baseline, args.poll)
 
@@ -69,7 +70,8 @@ def table(grid: list[Combination]) -> str:
     """`dvc exp show` cut to the swept params and the main metrics."""
     keys = sorted({override.split("=", 1)[0].lstrip("+~") for c in grid for _, override in c.overrides})
     columns = "|".join(["Experiment", "State", "accuracy", "loss", "roc_auc", *map(re.escape, keys)])
-    return dvc("exp", "show", "--no-fetch", "--md", "--drop", ".*", "--keep", f"^({columns})$").stdout
+    shown = dvc("exp", "show", "--no-fetch", "--md", "--drop", ".*", "--keep", f"^({columns})$")
+    return shown.stdout
 
 
 def main() -> None:
