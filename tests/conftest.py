@@ -218,6 +218,43 @@ def skip_or_fail(problem: str) -> None:
     pytest.skip(problem)
 
 
+# A one-node Slurm for the tests that submit to it (tests/test_slurm.py, tests/test_sweep.py).
+SINGLE_NODE = ROOT / "scripts/slurm/single_node.sh"
+THREAD_VARIABLES = ("MOVINGLINE_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def slurm_problem() -> str | None:
+    """Why no Slurm can run a two-task step here, or None when one can."""
+    if not shutil.which("srun") or not shutil.which("sinfo"):
+        return "Slurm is not installed (bash scripts/slurm/single_node.sh installs and starts it)"
+    answer = subprocess.run(["sinfo", "-h", "-o", "%t %c"], capture_output=True, text=True, timeout=30)
+    if answer.returncode != 0 or not answer.stdout.strip():
+        return f"Slurm does not answer: sinfo says {(answer.stderr or answer.stdout).strip()!r}"
+    states = [line.split() for line in answer.stdout.splitlines()]
+    if not any(state in ("idle", "mix") and int(cpus) >= 2 for state, cpus in states):
+        return f"no idle Slurm node with 2 CPUs: sinfo says {answer.stdout.strip()!r}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    """A Slurm that runs steps of two tasks: started here if installed but stopped; else skip (fail under MOVINGLINE_REQUIRE_ALL=1)."""
+    problem = slurm_problem()
+    if problem and shutil.which("srun") and os.geteuid() == 0:
+        subprocess.run(["bash", str(SINGLE_NODE), "--no-install"], capture_output=True, timeout=120)
+        problem = slurm_problem()
+    if problem:
+        skip_or_fail(problem)
+
+
+def slurm_env() -> dict[str, str]:
+    """The environment for srun and sbatch: the stages' own, with the thread share left to the Slurm rule."""
+    env = stage_env()
+    for variable in ("TF_CONFIG", *THREAD_VARIABLES):
+        env.pop(variable, None)
+    return env
+
+
 FIRST_REPRO_LOG = "first_repro.log"
 
 

@@ -7,7 +7,6 @@ does so on CI). Without one they are skipped, except under MOVINGLINE_REQUIRE_AL
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,12 +20,12 @@ from movingline.settings import Worker, read_settings, thread_share
 from movingline.workers import slurm_cluster as read_slurm_step
 from movingline.workers import training_settings
 from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
-from tests.conftest import ROOT, copy_project, dvc, git_project, run, run_stage, skip_or_fail, stage_env, tiny_params, wait_until
+from tests.conftest import (
+    ROOT, THREAD_VARIABLES, copy_project, dvc, git_project, run, run_stage, slurm_env, stage_env, tiny_params, wait_until,
+)
 from tests.test_distributed import TRAIN, metrics_on, worker_projects
 
-SINGLE_NODE = ROOT / "scripts/slurm/single_node.sh"
 SBATCH_SCRIPT = ROOT / "scripts/slurm/train.sbatch"
-THREAD_VARIABLES = ("MOVINGLINE_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # Those read_slurm_step reads; the tests' own process may run inside a Slurm job.
 SLURM_VARIABLES = (
     "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURMD_NODENAME",
@@ -180,38 +179,6 @@ def test_stage_exits_2_with_one_line_on_a_bad_slurm_step(project):
 
 
 # Against a real Slurm.
-
-
-def slurm_problem() -> str | None:
-    """Why no Slurm can run a two-task step here, or None when one can."""
-    if not shutil.which("srun") or not shutil.which("sinfo"):
-        return "Slurm is not installed (bash scripts/slurm/single_node.sh installs and starts it)"
-    answer = subprocess.run(["sinfo", "-h", "-o", "%t %c"], capture_output=True, text=True, timeout=30)
-    if answer.returncode != 0 or not answer.stdout.strip():
-        return f"Slurm does not answer: sinfo says {(answer.stderr or answer.stdout).strip()!r}"
-    states = [line.split() for line in answer.stdout.splitlines()]
-    if not any(state in ("idle", "mix") and int(cpus) >= 2 for state, cpus in states):
-        return f"no idle Slurm node with 2 CPUs: sinfo says {answer.stdout.strip()!r}"
-    return None
-
-
-@pytest.fixture(scope="module")
-def slurm() -> None:
-    """A Slurm that runs steps of two tasks: started here if installed but stopped; else skip (fail under MOVINGLINE_REQUIRE_ALL=1)."""
-    problem = slurm_problem()
-    if problem and shutil.which("srun") and os.geteuid() == 0:
-        subprocess.run(["bash", str(SINGLE_NODE), "--no-install"], capture_output=True, timeout=120)
-        problem = slurm_problem()
-    if problem:
-        skip_or_fail(problem)
-
-
-def slurm_env() -> dict[str, str]:
-    """The environment for srun and sbatch: the stages' own, with the thread share left to the Slurm rule."""
-    env = stage_env()
-    for variable in ("TF_CONFIG", *THREAD_VARIABLES):
-        env.pop(variable, None)
-    return env
 
 
 @pytest.fixture(scope="module")

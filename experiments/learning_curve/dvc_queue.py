@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments.learning_curve.grid import Result, Run
 from experiments.learning_curve.report import read_csv
+from experiments.sweep.repo import log_path
 from movingline.errors import InputError
 from movingline.params import ModelParams
 from movingline.settings import THREADS_VARIABLE, thread_share
@@ -176,6 +177,13 @@ def wait_for(runs: list[Run], baseline: str, poll_seconds: float) -> dict[str, d
         time.sleep(poll_seconds)
 
 
+def run_log(name: str) -> str:
+    """A run's output: the queue's log, or for a run on Slurm (--slurm) its sweep task's."""
+    queued = dvc("queue", "logs", name, check=False).stdout
+    task_log = log_path(Path.cwd(), name)
+    return queued or (task_log.read_text(encoding="utf-8") if task_log.is_file() else "")
+
+
 def describe_test_set(params: dict) -> str:
     """The test set every run is evaluated on, from a run's params (as `dvc exp show` gives them)."""
     size, test = params["data"]["size"], params["generate_test"]
@@ -187,7 +195,8 @@ def collect(runs: list[Run], found: dict[str, dict]) -> list[Result]:
     if failed:
         raise InputError(
             f"{failed[0]}: experiment did not succeed ({len(failed)} of {len(runs)} failed); "
-            f"see `dvc queue logs {failed[0]}`, then rerun this script to retry them"
+            f"see `dvc queue logs {failed[0]}` (with --slurm: {log_path(Path('.'), failed[0])}), "
+            "then rerun this script to retry them"
         )
     results = []
     for run in runs:
@@ -195,7 +204,7 @@ def collect(runs: list[Run], found: dict[str, dict]) -> list[Result]:
         params = info["params"]
         if params["generate_train"]["n_samples"] != run.budget or params["train"]["seed"] != run.seed:
             raise InputError(f"{run.name}: its params do not match its name; rerun with --fresh")
-        seconds, source = training_seconds(dvc("queue", "logs", run.name, check=False).stdout)
+        seconds, source = training_seconds(run_log(run.name))
         model = ModelParams(**params["model"])
         results.append(
             Result(

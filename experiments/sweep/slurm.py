@@ -1,0 +1,148 @@
+"""A sweep as one Slurm job array: write its plan, submit it, wait for it, say what failed.
+
+Each array task runs experiments.sweep.task on one combination (see there for how tasks
+stay out of each other's way). The array is named after the sweep (its baseline and
+combinations), so a second submission of the same sweep while the first still runs is
+refused instead of running every combination twice.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from experiments.learning_curve.dvc_queue import dvc
+from experiments.sweep.grid import Combination
+from experiments.sweep.repo import LOG_DIR, PLAN_DIR, is_done, log_path
+from movingline.errors import InputError
+
+log = logging.getLogger("sweep")
+
+# Seconds before the time limit at which Slurm tells a task to checkpoint and requeue.
+TIME_LIMIT_WARNING = 120
+SQUEUE_RETRIES = 5
+CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    cpus_per_task: int = 1
+    max_running: int | None = None
+    sbatch: list[str] = field(default_factory=list)  # passed through: --partition=..., --time=...
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Slurm options of every command that can run a sweep as a job array."""
+    add = parser.add_argument
+    add("--slurm", action="store_true", help="run the combinations as one Slurm job array")
+    add("--cpus-per-task", type=int, default=1, help="cores per task, used by TensorFlow (default: %(default)s)")
+    add("--max-running", type=int, help="at most this many tasks at once (sbatch --array=...%%N)")
+    add("--partition", help="sbatch --partition")
+    add("--time", help="sbatch --time, per task (the task checkpoints and requeues before it)")
+    add("--account", help="sbatch --account")
+    add("--sbatch-option", action="append", default=[], metavar="OPTION",
+        help="any other sbatch option, e.g. --sbatch-option=--mem=4G (repeatable)")
+
+
+def options_from(args: argparse.Namespace) -> SlurmOptions:
+    if args.cpus_per_task < 1 or (args.max_running is not None and args.max_running < 1):
+        raise InputError("--cpus-per-task and --max-running: expected an integer of at least 1")
+    named = [f"--{flag}={value}" for flag, value in
+             (("partition", args.partition), ("time", args.time), ("account", args.account)) if value]
+    return SlurmOptions(args.cpus_per_task, args.max_running, named + list(args.sbatch_option))
+
+
+def sweep_id(baseline: str, grid: list[Combination]) -> str:
+    digest = hashlib.sha1(" ".join([baseline, *sorted(c.name for c in grid)]).encode()).hexdigest()[:8]
+    return f"sweep-{digest}"
+
+
+def squeue(*args: str) -> list[str]:
+    """squeue's lines, tolerating a few failures in a row (slurmctld busy)."""
+    for attempt in range(SQUEUE_RETRIES):
+        result = subprocess.run(["squeue", "-h", *args], capture_output=True, text=True)
+        if result.returncode == 0:
+            return result.stdout.split()
+        log.warning("squeue failed (%s); trying again", result.stderr.strip())
+        time.sleep(2 * (attempt + 1))
+    raise InputError(f"squeue {' '.join(args)}: {result.stderr.strip()}")
+
+
+def write_plan(repo: Path, baseline: str, cache: str, name: str, todo: list[Combination]) -> Path:
+    plan = {
+        "repo": str(repo),
+        "baseline": baseline,
+        "cache": cache,
+        "combinations": [{"name": c.name, "overrides": [list(pair) for pair in c.overrides]} for c in todo],
+    }
+    path = repo / PLAN_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plan, indent=1), encoding="utf-8")
+    return path
+
+
+def sbatch_command(repo: Path, name: str, plan: Path, tasks: int, options: SlurmOptions) -> list[str]:
+    array = f"0-{tasks - 1}" + (f"%{options.max_running}" if options.max_running else "")
+    # The task runs the code that submitted it, from this interpreter's environment.
+    task = (f"cd {shlex.quote(str(CODE_ROOT))} && "
+            f"exec {shlex.quote(sys.executable)} -m experiments.sweep.task {shlex.quote(str(plan))}")
+    return [
+        "sbatch", "--parsable", f"--job-name={name}", f"--array={array}",
+        f"--cpus-per-task={options.cpus_per_task}", "--ntasks=1", "--requeue",
+        f"--signal=B:USR1@{TIME_LIMIT_WARNING}", "--open-mode=append",
+        f"--output={repo / LOG_DIR}/%x-%A_%a.out", *options.sbatch, f"--wrap={task}",
+    ]
+
+
+def submit(repo: Path, baseline: str, cache: str, grid: list[Combination], options: SlurmOptions) -> str | None:
+    """Submits the combinations not done yet as one array; returns its job id (None: all done)."""
+    name = sweep_id(baseline, grid)
+    running = squeue("-n", name, "-o", "%A")
+    if running:
+        raise InputError(f"{name}: this sweep is already running as Slurm job {running[0]}; "
+                         f"wait for it (squeue -j {running[0]}) or `scancel {running[0]}`, then run it again")
+    todo = [c for c in grid if not is_done(repo, baseline, c.name)]
+    if len(todo) < len(grid):
+        log.info("%d of %d experiments are already done; submitting the other %d", len(grid) - len(todo),
+                 len(grid), len(todo))
+    if not todo:
+        return None
+    (repo / LOG_DIR).mkdir(parents=True, exist_ok=True)
+    command = sbatch_command(repo, name, write_plan(repo, baseline, cache, name, todo), len(todo), options)
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InputError(f"sbatch refused the array: {' '.join(result.stderr.split())}")
+    job = result.stdout.strip().split(";")[0]
+    log.info("submitted Slurm job array %s (%s): %d task(s), %d core(s) each", job, name, len(todo),
+             options.cpus_per_task)
+    return job
+
+
+def shared_cache(repo: Path) -> str:
+    """The repository's DVC cache, which every task's clone uses (an absolute path)."""
+    return str((repo / dvc("cache", "dir").stdout.strip()).resolve())
+
+
+def wait(job: str, poll_seconds: float) -> None:
+    """Returns once no task of array ``job`` is pending or running."""
+    reported = None
+    while True:
+        left = squeue("-j", job, "-r", "-o", "%i")
+        if len(left) != reported:
+            log.info("Slurm job %s: %d task(s) pending or running", job, len(left))
+            reported = len(left)
+        if not left:
+            return
+        time.sleep(poll_seconds)
+
+
+def failures(repo: Path, baseline: str, grid: list[Combination]) -> list[str]:
+    """One line per combination that did not come back as an experiment."""
+    return [f"{c.name} [{c.describe()}]: see {log_path(repo, c.name)}" for c in grid
+            if not is_done(repo, baseline, c.name)]

@@ -1,0 +1,162 @@
+"""One task of a sweep's Slurm job array: one combination, as a DVC experiment of the user's repo.
+
+    python -m experiments.sweep.task PLAN      (sbatch runs it; SLURM_ARRAY_TASK_ID picks the combination)
+
+The task works in its own git clone of the user's repository (repo.workspace), so no two
+tasks ever write the same workspace, and nothing in the user's workspace changes. The clone
+uses the user's DVC cache, so outputs land there once; `dvc exp run` records the experiment
+in the clone, and `dvc exp push` hands its ref to the user's repository (the clone's
+`origin`). A task whose experiment is already there does nothing, so rerunning a sweep
+reruns only what is missing. The clone is removed once its experiment is pushed.
+
+Signals: SIGUSR1 (sbatch --signal=B:USR1@SECONDS before the time limit) stops the
+experiment, whose train stage checkpoints, and requeues the task; SIGTERM (scancel,
+preemption) and SIGINT stop it the same way without requeueing. Either way the clone keeps
+the checkpoint, and the next run of the task resumes from it.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from experiments.sweep.grid import Combination
+from experiments.sweep.repo import exp_ref, git, is_done, log_path, workspace
+from movingline.cli import run_stage
+from movingline.errors import InputError
+from movingline.runtime import THREADS_VARIABLE
+
+log = logging.getLogger("sweep")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+# How long the stopped experiment gets to write its checkpoint and exit.
+STOP_SECONDS = 60
+
+
+def read_plan(path: Path, index: int) -> tuple[dict, Combination]:
+    plan = json.loads(path.read_text(encoding="utf-8"))
+    entries = plan["combinations"]
+    if not 0 <= index < len(entries):
+        raise InputError(f"{path}: no combination {index} (the plan has {len(entries)})")
+    entry = entries[index]
+    return plan, Combination(entry["name"], tuple(tuple(pair) for pair in entry["overrides"]))
+
+
+def prepare_clone(repo: Path, baseline: str, clone: Path, cache: str) -> None:
+    """A clone of ``repo`` at ``baseline`` using ``cache``; an earlier attempt's clone is reused
+    (reset to ``baseline``, keeping its ignored files: outputs and the checkpoint)."""
+    if (clone / ".git").is_dir():
+        git(clone, "reset", "-q", "--hard", baseline)
+        log.info("resuming in %s", clone)
+    else:
+        # Made beside its final place and renamed, so that a half-made clone is never reused.
+        partial = clone.with_name(clone.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        git(repo, "clone", "-q", "--no-checkout", str(repo), str(partial))
+        git(partial, "checkout", "-q", "--detach", baseline)
+        partial.rename(clone)
+    dvc(clone, "cache", "dir", "--local", cache)
+
+
+def dvc(cwd: Path, *args: str) -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed in {cwd}: {(result.stderr or result.stdout).strip()}")
+
+
+def task_env() -> dict[str, str]:
+    """The experiment's environment: TensorFlow gets the cores Slurm gave the task (--cpus-per-task)."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env[THREADS_VARIABLE] = os.environ.get("SLURM_CPUS_PER_TASK", env.get(THREADS_VARIABLE, "1"))
+    return env
+
+
+def run_experiment(clone: Path, combination: Combination, log_file: Path) -> tuple[int, int | None]:
+    """Runs `dvc exp run` in ``clone``; returns its exit status and the stop signal received, if any."""
+    command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "--name", combination.name,
+               *combination.set_params()]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a", encoding="utf-8") as output:
+        output.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command[1:])}\n")
+        output.flush()
+        process = subprocess.Popen(command, cwd=clone, env=task_env(), stdin=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    received: list[int] = []
+
+    def stop(signum: int, frame) -> None:
+        # SIGINT, as Ctrl-C would: DVC lets its stage handle it (the train stage checkpoints)
+        # and then exits on its own, releasing its locks.
+        received.append(signum)
+        os.killpg(process.pid, signal.SIGINT)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    status = process.wait()
+    wait_for_group(process.pid)
+    return status, (received[0] if received else None)
+
+
+def wait_for_group(group: int) -> None:
+    """Waits (at most STOP_SECONDS) until the stage processes DVC started have exited too."""
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+
+
+def requeue() -> None:
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        log.info("requeueing job %s; the next run resumes from the checkpoint", job)
+        subprocess.run(["scontrol", "requeue", job], check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.sweep.task", description=__doc__.splitlines()[0])
+    parser.add_argument("plan", type=Path, help="the sweep's plan (JSON, written by python -m experiments.sweep)")
+    parser.add_argument("--index", type=int, help="which combination (default: SLURM_ARRAY_TASK_ID)")
+    args = parser.parse_args()
+    index = args.index if args.index is not None else int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
+    plan, combination = read_plan(args.plan, index)
+    repo, baseline = Path(plan["repo"]), plan["baseline"]
+    attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+    log.info("task %d: %s [%s], attempt %d", index, combination.name, combination.describe(), attempt)
+    if is_done(repo, baseline, combination.name):
+        log.info("%s is already in %s; nothing to do", combination.name, repo)
+        return
+    clone = workspace(repo, baseline, combination.name)
+    prepare_clone(repo, baseline, clone, plan["cache"])
+    finish(repo, baseline, clone, combination)
+
+
+def finish(repo: Path, baseline: str, clone: Path, combination: Combination) -> None:
+    """Runs the experiment (unless an earlier attempt ran it and was stopped while pushing), then pushes it."""
+    name, log_file = combination.name, log_path(repo, combination.name)
+    if not is_done(clone, baseline, name):
+        status, stopped = run_experiment(clone, combination, log_file)
+        if stopped is not None:
+            log.info("stopped by %s; the checkpoint stays in %s", signal.Signals(stopped).name, clone)
+            if stopped == signal.SIGUSR1:
+                requeue()
+            sys.exit(128 + stopped)
+        if status != 0:
+            raise InputError(f"{name}: `dvc exp run` failed (exit {status}); see {log_file}")
+    dvc(clone, "exp", "push", "--no-cache", "origin", name)
+    if not is_done(repo, baseline, name):
+        raise RuntimeError(f"{name}: pushed, but {exp_ref(baseline, name)} is not in {repo}")
+    shutil.rmtree(clone)
+    log.info("%s done: %s", name, exp_ref(baseline, name))
+
+
+if __name__ == "__main__":
+    run_stage(main)
