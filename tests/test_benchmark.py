@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, run, tiny_params, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 
 def test_benchmark_prints_the_comparison_table(tmp_path):

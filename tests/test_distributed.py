@@ -61,6 +61,9 @@ def test_bad_tf_config_is_refused(config, problem):
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 @pytest.mark.parametrize("config", [
     "{not json",
     '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
@@ -96,6 +99,9 @@ def two_worker_run(data, tmp_path_factory) -> list[Path]:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_two_workers_train_and_only_the_chief_writes(two_worker_run):
     chief, worker = two_worker_run
     assert (chief / "models/model.keras").is_file() and (chief / "plots/training.csv").is_file()
@@ -112,6 +118,9 @@ def metrics_on(model: Path, test_set: Path) -> dict:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_two_workers_match_one_process(two_worker_run, data, tmp_path):
     """The same optimisation: the same per-step curve and test accuracy, up to float summation order."""
     (alone,) = worker_projects(data, tmp_path, 1)
@@ -130,6 +139,9 @@ def test_two_workers_match_one_process(two_worker_run, data, tmp_path):
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_second_two_worker_run_with_local_workers_gives_the_same_bytes(two_worker_run, data, tmp_path):
     """Reproducible across runs, and --local-workers 2 is the same training as two TF_CONFIG processes."""
     (local,) = worker_projects(data, tmp_path / "local", 1)
@@ -139,6 +151,9 @@ def test_a_second_two_worker_run_with_local_workers_gives_the_same_bytes(two_wor
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_killed_worker_ends_the_other_within_60_s_without_a_model(data, tmp_path):
     # Long enough (two epochs of 1,000 steps) that the kill lands mid-training.
     params = tiny_params(generate_train={"n_samples": 1000}, train={"batch_size": 2, "epochs": 2})
@@ -166,6 +181,9 @@ def test_a_killed_worker_ends_the_other_within_60_s_without_a_model(data, tmp_pa
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_chief_alone_waits_for_its_peer_then_gives_up(data, tmp_path):
     (chief,) = worker_projects(data, tmp_path, 1)
     config = json.loads(local_tf_configs(2)[0])

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import TINY_PARAMS, copy_repo, dvc, output_hashes, run, stage_env, tiny_params, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict", "export"]
 UP_TO_DATE = "Data and pipelines are up to date."

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import stage_env, tiny_params, wait_until, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 # Long enough to be caught mid-write (about ten seconds here), small on disk (about 100 MB).
 SLOW_GENERATE = tiny_params(data={"size": 50}, generate_train={"n_samples": 100_000})

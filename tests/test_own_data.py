@@ -40,6 +40,9 @@ def write_script(project: Path) -> None:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_documented_route_trains_and_evaluates_on_own_data(tmp_path: Path):
     project = git_project(tmp_path / "repo", tiny_params(data={"size": SIZE}))
     (project / "data").mkdir()  # a clone has it: git tracks data/.gitignore

@@ -17,7 +17,7 @@ import yaml
 
 from tests.conftest import ROOT, copy_repo, dvc, skip_or_fail, tiny_params, write_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 PICTURES = ["plots/predictions.png", "plots/test_sequences.png", "plots/train_sequences.png"]
 # Training steps at tiny params: one epoch of n_samples / batch_size batches.

@@ -23,6 +23,9 @@ from tests.resuming import (
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 @pytest.mark.parametrize("name", ["long", "validated"])
 def test_killed_then_rerun_gives_the_uninterrupted_bytes(tmp_path, data, uninterrupted, name):
     root = project_with_data(tmp_path / "project", data, LONG if name == "long" else LONG_VALIDATED)
@@ -40,6 +43,9 @@ def test_killed_then_rerun_gives_the_uninterrupted_bytes(tmp_path, data, uninter
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_a_checkpoint_and_exits_promptly(tmp_path, data, uninterrupted, signum):
     root = project_with_data(tmp_path / "project", data, LONG_VALIDATED)
@@ -59,6 +65,9 @@ def test_a_signal_saves_a_checkpoint_and_exits_promptly(tmp_path, data, uninterr
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_checkpoint_from_other_params_or_a_truncated_one_is_ignored(tmp_path, data, uninterrupted):
     root = project_with_data(tmp_path / "project", data, tiny_params(train={"epochs": 300, "learning_rate": 0.02}))
     process = start_train(root)
@@ -77,6 +86,9 @@ def test_a_checkpoint_from_other_params_or_a_truncated_one_is_ignored(tmp_path, 
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_holding_out_every_sequence_is_refused(tmp_path, data):
     root = project_with_data(tmp_path / "project", data, tiny_params(train={"validation_sequences": 64}))
     result = run_stage("train", root, check=False)
@@ -89,6 +101,9 @@ def test_holding_out_every_sequence_is_refused(tmp_path, data):
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_bad_checkpoint_interval_is_refused(tmp_path, data):
     root = project_with_data(tmp_path / "project", data, tiny_params())
     result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=root, capture_output=True, text=True,
@@ -104,6 +119,9 @@ def read_curve(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_the_curve_has_validation_values_where_validated(tmp_path, data):
     root = project_with_data(tmp_path / "project", data, tiny_params(train={"epochs": 3, "validation_sequences": 16}))
     run_stage("train", root)

@@ -13,6 +13,9 @@ from tests.resuming import ENV, LONG_VALIDATED, RESUMED, same_outputs, wait_for_
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_dvc_repro_after_an_interrupted_dvc_repro_resumes(tmp_path, uninterrupted):
     """Ctrl-C in a terminal (SIGINT to the whole foreground group) during `dvc repro`, then `dvc repro` again."""
     repo = git_project(tmp_path / "repo", LONG_VALIDATED)

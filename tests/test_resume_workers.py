@@ -21,6 +21,9 @@ def two_workers_uninterrupted(tmp_path_factory, data) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_two_workers_stopped_by_sigterm_resume_to_the_same_bytes(tmp_path, data, two_workers_uninterrupted):
     root = project_with_data(tmp_path / "project", data, LONG_VALIDATED)
     process = start_train(root, "--local-workers", "2")
@@ -37,6 +40,9 @@ def test_two_workers_stopped_by_sigterm_resume_to_the_same_bytes(tmp_path, data,
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_killed_worker_then_a_restart_of_both_resumes(tmp_path, data, two_workers_uninterrupted):
     """Each worker in its own project copy, as on two machines: the chief's checkpoint reaches the other by broadcast."""
     roots = [project_with_data(tmp_path / f"worker{i}", data, LONG_VALIDATED) for i in range(2)]

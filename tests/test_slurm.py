@@ -169,6 +169,9 @@ def test_the_cluster_is_read_only_for_training():
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_stage_exits_2_with_one_line_on_a_bad_slurm_step(project):
     env = {k: v for k, v in stage_env().items() if k not in ("TF_CONFIG", *SLURM_VARIABLES)}
     env |= step_env(1, SLURMD_NODENAME="n2")
@@ -199,6 +202,9 @@ def srun_run(slurm, data, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_srun_trains_on_two_workers_and_only_the_chief_writes(slurm, srun_run, data, tmp_path):
     """Each task in its own copy of the project, as on separate machines: task 1 writes nothing."""
     chief, worker = worker_projects(data, tmp_path, 2)
@@ -212,6 +218,9 @@ def test_srun_trains_on_two_workers_and_only_the_chief_writes(slurm, srun_run, d
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_srun_matches_one_process(srun_run, data, built_project):
     """built_project trained the same params in one process (the data are the same, byte for byte)."""
     assert (built_project / "data/train.h5").read_bytes() == (data / "data/train.h5").read_bytes()
@@ -222,6 +231,9 @@ def test_srun_matches_one_process(srun_run, data, built_project):
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_srun_gives_the_same_bytes_as_two_tf_config_workers(srun_run, data, tmp_path):
     """The same cluster and, by the same thread share rule, the same threads: the same bytes."""
     (local,) = worker_projects(data, tmp_path, 1)
@@ -231,6 +243,9 @@ def test_srun_gives_the_same_bytes_as_two_tf_config_workers(srun_run, data, tmp_
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_step_signalled_mid_training_stops_every_worker_without_output(slurm, tmp_path):
     """What the batch script does before a time limit: `scancel --signal=TERM` reaches the workers.
 
@@ -268,6 +283,9 @@ def dvc_repo_with_remote(root: Path, params: dict | None = None) -> Path:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_the_sbatch_script_trains_and_records_the_model_in_dvc(srun_run, tmp_path):
     repo = dvc_repo_with_remote(tmp_path / "repo")
     (repo / "data/train.h5").unlink()  # pulled back from the remote by the script
@@ -287,6 +305,9 @@ def job_state(job: str) -> str:
 
 
 @pytest.mark.slow
+
+
+@pytest.mark.full
 def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     # Long enough (two epochs of 500 steps) that the signal lands mid-training.
     params = tiny_params(generate_train={"n_samples": 1000}, train={"batch_size": 2, "epochs": 2})

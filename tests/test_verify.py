@@ -100,12 +100,14 @@ def commit_as_another_environment(repo: Path, loss_factor: float, curve_shift: f
         (repo / name).write_bytes(content)
 
 
+@pytest.mark.slow
 def test_a_fresh_reproduction_is_bit_identical(reproduced_repo, tmp_path):
     result = run_verify(copy_repo(reproduced_repo, tmp_path / "repo"), check=True)
     assert result.stdout.splitlines()[-1] == "verdict: bit-identical"
     assert "  data/train.h5" in result.stdout and "environment" in result.stdout
 
 
+@pytest.mark.slow
 def test_another_environment_within_tolerance_is_a_reproduction(reproduced_repo, tmp_path):
     repo = copy_repo(reproduced_repo, tmp_path / "repo")
     commit_as_another_environment(repo, loss_factor=1 + 2e-5, curve_shift=1e-6)
@@ -116,6 +118,7 @@ def test_another_environment_within_tolerance_is_a_reproduction(reproduced_repo,
     assert "relative 2.0e-05" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("loss_factor", "curve_shift", "why"), [
     (1.01, 0.0, "metrics.json: loss differs by 9.9e-03 relative (tolerance 0.001)"),
     (1.0, 0.01, "the training curve's loss differs by 1.0e-02 at step 1 (tolerance 0.001)"),
@@ -129,6 +132,7 @@ def test_another_environment_outside_tolerance_is_not_a_reproduction(reproduced_
     assert result.stdout.splitlines()[-1] == "verdict: not reproduced"
 
 
+@pytest.mark.slow
 def test_other_params_are_not_a_reproduction(reproduced_repo, tmp_path):
     repo = copy_repo(reproduced_repo, tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
