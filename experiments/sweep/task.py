@@ -30,7 +30,7 @@ from experiments.sweep.grid import Combination
 from experiments.sweep.repo import exp_ref, git, is_done, log_path, workspace
 from movingline.cli import run_stage
 from movingline.errors import InputError
-from movingline.runtime import THREADS_VARIABLE
+from movingline.settings import THREADS_VARIABLE
 
 log = logging.getLogger("sweep")
 
