@@ -219,7 +219,7 @@ def compare(repo: Path) -> tuple[Comparison, str]:
         if path in (METRICS, RECORD):
             continue  # compared value by value below
         problem = f"{path} differs, and no environment changes it" if path in must_match else None
-        comparison.add(path, "other bytes" + (" (computed from the model)" if not problem else ""), problem)
+        comparison.add(path, "other bytes" + (" (made by training, or from the trained model)" if not problem else ""), problem)
 
     other_environment = False
     if METRICS in comparison.differing:

@@ -77,6 +77,7 @@ def describe_in_a_new_process(extra_env: dict[str, str]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.skipif(runtime.platform.machine() != "x86_64", reason="the kernel pin applies to x86-64 only")
 def test_the_log_names_the_kernel_path_and_who_chose_it():
     assert describe_in_a_new_process({}) == "oneDNN, AVX2 kernels"

@@ -167,6 +167,11 @@ OUTPUT_FLAGS = {
 GARBAGE = np.random.default_rng(2).bytes(4000)
 
 # (id, stage, its arguments given the Inputs, the words the one line must hold)
+# Cases that load TensorFlow before they fail, like another case of the same kind that the
+# quick set keeps: only the full set (`bash run.sh test --all`) runs these (seconds each).
+FULL_SET_ONLY = {"test data corrupt", "predict input corrupt", "model for other frames (predict --input)",
+                 "model for other frames (predict)"}
+
 STAGE_CASES: list[tuple[str, str, Callable[[Inputs], list[str]], list[str]]] = [
     (
         "params missing",
@@ -345,7 +350,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize(
-    ("case_id", "stage", "arguments", "needles"), STAGE_CASES, ids=[case[0] for case in STAGE_CASES]
+    ("case_id", "stage", "arguments", "needles"),
+    [pytest.param(*case, id=case[0], marks=[pytest.mark.full] if case[0] in FULL_SET_ONLY else []) for case in STAGE_CASES],
 )
 def test_stage_refuses_bad_input_in_one_line_and_changes_nothing(
     built_project, tmp_path, case_id, stage, arguments, needles
