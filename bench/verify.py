@@ -60,12 +60,23 @@ def relative_difference(ours: float, theirs: float) -> float:
     return abs(ours - theirs) / max(abs(ours), abs(theirs))
 
 
+def flat(values: dict, prefix: str = "") -> dict:
+    """{"train": {"seed": 3}} -> {"train.seed": 3}: one entry per param, as `-S` names them."""
+    entries: dict = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            entries.update(flat(value, f"{prefix}{key}."))
+        else:
+            entries[f"{prefix}{key}"] = value
+    return entries
+
+
 def stage_inputs(lock: dict) -> dict[str, dict]:
     """Each stage's params and the hashes of its deps that no stage writes (code, params files)."""
     written = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
     return {
         name: {
-            "params": stage.get("params", {}),
+            "params": {file: flat(values) for file, values in stage.get("params", {}).items()},
             "deps": {dep["path"]: dep.get("md5") for dep in stage.get("deps", []) if dep["path"] not in written},
         }
         for name, stage in lock["stages"].items()

@@ -41,7 +41,7 @@ def test_input_differences_name_the_param_and_the_code_but_not_the_data_a_stage_
     other["stages"]["train"]["deps"][0]["md5"] = "d2"  # written by generate_train: an output, not an input
     other["stages"]["train"]["deps"][1]["md5"] = "c"
     assert verify.input_differences(other, LOCK) == [
-        "train: param train is {'seed': 9} (HEAD: {'seed': 13})",
+        "train: param train.seed is 9 (HEAD: 13)",
         "train: stages/train.py differs from HEAD's",
     ]
     assert verify.input_differences(LOCK, LOCK) == []
