@@ -38,7 +38,10 @@ def finish(process: subprocess.Popen) -> str:
 def start(stage: str, cwd: Path, *args: str, stdout=subprocess.DEVNULL) -> subprocess.Popen:
     command = [sys.executable, "-m", f"stages.{stage}", *args]
     env = {**stage_env(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    # SIGINT as Ctrl-C sends it: a suite started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then keeps ignoring it in the stage.
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def assert_stopped_cleanly(process: subprocess.Popen, signum: int, outputs: dict[Path, bytes | None]) -> None:

@@ -193,7 +193,7 @@ def srun_run(slurm, data, tmp_path_factory) -> Path:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     made = {path.relative_to(project).as_posix() for path in project.rglob("*") if path not in before}
-    assert made == {"models", "models/model.keras", "plots", "plots/training.csv"}
+    assert made == {"models", "models/model.keras", "models/training.json", "plots", "plots/training.csv"}
     assert result.stderr.count("TF_CONFIG set from the Slurm step") == 2, result.stderr
     # Each worker names its thread count where it trains: the node's cores shared by its two tasks.
     share = thread_share(2)
@@ -295,7 +295,8 @@ def test_the_sbatch_script_trains_and_records_the_model_in_dvc(srun_run, tmp_pat
     assert result.returncode == 0, log.read_text() if log.exists() else result.stderr
     assert (repo / "models/model.keras").read_bytes() == (srun_run / "models/model.keras").read_bytes()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert [out["path"] for out in lock["stages"]["train"]["outs"]] == ["models/model.keras", "plots/training.csv"]
+    assert [out["path"] for out in lock["stages"]["train"]["outs"]] == ["models/model.keras", "models/training.json",
+                                                                        "plots/training.csv"]
     assert "in sync" in dvc(repo, "status", "--cloud", "train").stdout
 
 

@@ -16,7 +16,7 @@ import pytest
 from experiments.sweep.grid import PARAMS_FILE, check_all, combinations, name_of
 from experiments.sweep.repo import PLAN_DIR, exp_ref, log_path, workspace
 from experiments.sweep.slurm import SlurmOptions, sbatch_command, sweep_id
-from experiments.sweep.task import prepare_clone
+from experiments.sweep.task import SHARED_CACHE, prepare_clone
 from movingline.errors import InputError
 from tests.conftest import ROOT, copy_repo, dvc, git_project, run, slurm_env, tiny_params, write_params
 
@@ -70,7 +70,9 @@ def test_a_second_attempt_reuses_its_clone_and_keeps_the_checkpoint(repo):
     prepare_clone(repo, baseline, clone, cache)
     assert (clone / "checkpoints/state").read_text() == "step 3"
     assert (clone / "params.yaml").read_bytes() == (repo / "params.yaml").read_bytes()
-    assert dvc(clone, "cache", "dir").stdout.strip() == cache
+    # The clone writes its own cache and pushes the finished outputs to the repo's.
+    assert dvc(clone, "cache", "dir").stdout.strip() == str(clone / ".dvc/cache")
+    assert dvc(clone, "remote", "list").stdout.split() == [SHARED_CACHE, cache]
     assert run(["git", "status", "--porcelain"], repo).stdout == ""
 
 

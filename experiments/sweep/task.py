@@ -4,9 +4,12 @@
 
 The task works in its own git clone of the user's repository (repo.workspace), so no two
 tasks ever write the same workspace, and nothing in the user's workspace changes. The clone
-uses the user's DVC cache, so outputs land there once; `dvc exp run` records the experiment
-in the clone, and `dvc exp push` hands its ref to the user's repository (the clone's
-`origin`). A task whose experiment is already there does nothing, so rerunning a sweep
+keeps its own DVC cache while it runs: two tasks that wrote the same object into one cache at
+the same time made DVC refuse to relink it ("unable to remove ... without a confirmation").
+`dvc exp run` records the experiment in the clone, and `dvc exp push -r SHARED_CACHE` hands
+its ref to the user's repository (the clone's `origin`) and copies its outputs into the
+user's DVC cache, which a local remote of the clone points at (a DVC 3 local remote has the
+cache's layout, and an upload lands whole or not at all). A task whose experiment is already there does nothing, so rerunning a sweep
 reruns only what is missing. The clone is removed once its experiment is pushed.
 
 Signals: SIGUSR1 (sbatch --signal=B:USR1@SECONDS before the time limit) stops the
@@ -33,6 +36,8 @@ from movingline.errors import InputError
 from movingline.settings import THREADS_VARIABLE
 
 log = logging.getLogger("sweep")
+# The clone's name for the user's DVC cache, as a remote that its experiment is pushed to.
+SHARED_CACHE = "sweep-shared-cache"
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 # How long the stopped experiment gets to write its checkpoint and exit.
@@ -49,8 +54,9 @@ def read_plan(path: Path, index: int) -> tuple[dict, Combination]:
 
 
 def prepare_clone(repo: Path, baseline: str, clone: Path, cache: str) -> None:
-    """A clone of ``repo`` at ``baseline`` using ``cache``; an earlier attempt's clone is reused
-    (reset to ``baseline``, keeping its ignored files: outputs and the checkpoint)."""
+    """A clone of ``repo`` at ``baseline`` whose remote SHARED_CACHE is ``cache``; an earlier
+    attempt's clone is reused (reset to ``baseline``, keeping its ignored files: outputs, its
+    cache and the checkpoint)."""
     if (clone / ".git").is_dir():
         git(clone, "reset", "-q", "--hard", baseline)
         log.info("resuming in %s", clone)
@@ -62,7 +68,7 @@ def prepare_clone(repo: Path, baseline: str, clone: Path, cache: str) -> None:
         git(repo, "clone", "-q", "--no-checkout", str(repo), str(partial))
         git(partial, "checkout", "-q", "--detach", baseline)
         partial.rename(clone)
-    dvc(clone, "cache", "dir", "--local", cache)
+    dvc(clone, "remote", "add", "--local", "--force", SHARED_CACHE, cache)
 
 
 def dvc(cwd: Path, *args: str) -> None:
@@ -151,7 +157,7 @@ def finish(repo: Path, baseline: str, clone: Path, combination: Combination) -> 
             sys.exit(128 + stopped)
         if status != 0:
             raise InputError(f"{name}: `dvc exp run` failed (exit {status}); see {log_file}")
-    dvc(clone, "exp", "push", "--no-cache", "origin", name)
+    dvc(clone, "exp", "push", "--remote", SHARED_CACHE, "origin", name)
     if not is_done(repo, baseline, name):
         raise RuntimeError(f"{name}: pushed, but {exp_ref(baseline, name)} is not in {repo}")
     shutil.rmtree(clone)
