@@ -73,7 +73,7 @@ def flat(values: dict, prefix: str = "") -> dict:
 
 def stage_inputs(lock: dict) -> dict[str, dict]:
     """Each stage's params and the hashes of its deps that no stage writes (code, params files)."""
-    written = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+    written = set(output_hashes(lock))
     return {
         name: {
             "params": {file: flat(values) for file, values in stage.get("params", {}).items()},

@@ -76,8 +76,8 @@ def numeric_environment(setup: dict[str, str], n_workers: int) -> dict[str, str 
 def training_record(environment: dict[str, str | int], curve: list) -> dict:
     """The train stage's record: where it computed, and its curve (rows with .loss and .accuracy;
     one value per step, unrounded)."""
-    # DVC shows this file's scalars as the stage's metrics (`dvc metrics show`, `dvc exp show`):
-    # the environment, beside each experiment; it leaves the lists out.
+    # Its git-tracked copy is a metric of the evaluate stage, so DVC shows its scalars (`dvc metrics
+    # show`, `dvc exp show`): the environment, beside each experiment; it leaves the lists out.
     return {
         "environment": environment,
         "curve": {"loss": [float(row.loss) for row in curve], "accuracy": [float(row.accuracy) for row in curve]},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from movingline.errors import InputError
+from movingline.errors import InputError, one_line
 
 ONNX_SUFFIX = ".onnx"
 # The names the export gives the graph's input and output (movingline/onnx_export.py).
@@ -32,7 +32,7 @@ class OnnxModel:
         try:
             self.session = onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for a damaged file
-            detail = " ".join(str(error).split())[:300]
+            detail = one_line(str(error), 300)
             raise InputError(f"{source}: not an ONNX model that onnxruntime can load ({detail})") from None
         inputs = self.session.get_inputs()
         shape = tuple(dim if isinstance(dim, int) else None for dim in inputs[0].shape) if len(inputs) == 1 else ()
