@@ -65,6 +65,10 @@ def generate_examples(size: int, n_samples: int, rng: random.Random) -> tuple[np
 
 def train(frames: np.ndarray, labels: np.ndarray, size: int) -> None:
     """One epoch of the reference's training: the TimeDistributed model on the in-memory set."""
+    from movingline import runtime
+    from movingline.settings import read_settings
+
+    runtime.prepare(read_settings(os.environ))
     from bench.fit import compile_model
     from movingline.model import build_model
     from movingline.params import ModelParams

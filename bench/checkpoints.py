@@ -8,6 +8,7 @@ of training time that saving every MOVINGLINE_CHECKPOINT_SECONDS (default 60) s 
 """
 
 import argparse
+import os
 import platform
 import statistics
 import tempfile
@@ -30,12 +31,16 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=20)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    from movingline.checkpoints import save_checkpoint
+    from movingline import runtime
+    from movingline.settings import read_settings
+    from movingline.training.checkpoint import Checkpoint
     from movingline.model import build_model
     from movingline.params import load_params
-    from movingline.runtime import keras
+
+    runtime.prepare(read_settings(os.environ))
+    keras = runtime.keras
     from movingline.settings import DEFAULT_CHECKPOINT_SECONDS as DEFAULT_SECONDS
-    from movingline.state import TrainingState
+    from movingline.training.state import TrainingState
 
     params = load_params(args.params)
     model = build_model(params.data.size, params.model)
@@ -50,7 +55,7 @@ def main() -> None:
             weights = [variable.numpy().copy() for variable in model.weights]
             state = TrainingState(157, weights, [variable.numpy().copy() for variable in optimizer.variables], [],
                                   best_weights=[w.copy() for w in weights], best_loss=0.1, best_step=150)
-            save_checkpoint(path, state, fingerprint)
+            Checkpoint(path, fingerprint, DEFAULT_SECONDS).save(state)
             times.append(time.perf_counter() - started)
         size = path.stat().st_size
     median = statistics.median(times)

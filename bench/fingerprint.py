@@ -15,16 +15,17 @@ kinds of ops as the default model (convolution, pooling, LSTM, dense, Adam).
 import argparse
 import hashlib
 import logging
+import os
 import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from movingline.dataset import DatasetReader, write_dataset
+from movingline.data.dataset import DatasetReader, write_dataset
 from movingline.environment import describe_cpu
 from movingline.params import ModelParams, TrainParams
-from movingline.sequences import iter_frame_batches, sample_walks
+from movingline.data.sequences import iter_frame_batches, sample_walks
 
 SIZE = 16
 N_SAMPLES = 256
@@ -36,7 +37,7 @@ TRAINING = TrainParams(seed=3, batch_size=32, epochs=1, learning_rate=0.001)
 def fingerprint_md5(folder: Path) -> str:
     """Trains the fixed model in ``folder`` and returns the md5 of its saved bytes."""
     from movingline.model import save_model
-    from movingline.training import train
+    from movingline.training.loop import train
 
     data = folder / "data.h5"
     walks = sample_walks(np.random.default_rng(DATA_SEED), N_SAMPLES, SIZE)
@@ -93,8 +94,9 @@ def op_md5s() -> dict[str, str]:
 
 def fingerprint() -> str:
     from movingline import runtime
+    from movingline.settings import read_settings
 
-    runtime.prepare()
+    runtime.prepare(read_settings(os.environ))
     with tempfile.TemporaryDirectory() as folder:
         md5 = fingerprint_md5(Path(folder))
     devices = ", ".join(device.name for device in runtime.tf.config.list_logical_devices("GPU")) or "CPU only"

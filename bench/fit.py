@@ -6,7 +6,7 @@ tests/test_training.py checks that the loop takes the same steps as ``fit``.
 
 import numpy as np
 
-from movingline.dataset import DatasetReader
+from movingline.data.dataset import DatasetReader
 from movingline.runtime import keras
 
 

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 STARTUP = """
 import sys
 from pathlib import Path
-from movingline.dataset import DatasetReader
-from movingline.serving import load_predictor
+from movingline.data.dataset import DatasetReader
+from movingline.inference.onnx_runtime import load_predictor
 with DatasetReader(sys.argv[2], require_labels=False) as reader:
     frames = reader.read_frames(0, 1)
 load_predictor(Path(sys.argv[1])).predict_on_batch(frames)

@@ -1,4 +1,4 @@
-"""Training speed: the custom loop (movingline/training.py) against Keras's `fit` path it replaced.
+"""Training speed: the custom loop (movingline/training/loop.py) against Keras's `fit` path it replaced.
 
     python -m bench.training                       # 1,500 sequences of size 50, each path twice
     python -m bench.training --n-samples 5000 --repeat 3
@@ -17,6 +17,7 @@ and peak memory are the whole child process's, from bench/process.py.
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -43,7 +44,7 @@ def run_fit(data: Path, params):
     """Keras's fit path: the project's model, compiled, `fit` for one epoch on uint8 batches.
     Returns the model and the time after each step."""
     from bench.fit import FrameBatches, compile_model
-    from movingline.dataset import DatasetReader
+    from movingline.data.dataset import DatasetReader
     from movingline.model import build_model
     from movingline.runtime import keras, make_deterministic
 
@@ -64,8 +65,8 @@ def run_fit(data: Path, params):
 
 def run_loop(data: Path, params):
     """The train stage's loop (movingline.training.train). Returns the model and the time after each step."""
-    from movingline.dataset import DatasetReader
-    from movingline.training import train
+    from movingline.data.dataset import DatasetReader
+    from movingline.training.loop import train
 
     with DatasetReader(data) as reader:
         run = train(reader, params.model, params.train)
@@ -75,12 +76,14 @@ def run_loop(data: Path, params):
 def child(path: str, data: Path, params_path: Path, result: Path, model_path: Path | None) -> None:
     """One measured run: trains by ``path``, writes its speed and kernel path (and, with ``model_path``, the
     saved model's md5)."""
+    from movingline import runtime
     from movingline.params import load_params
-    from movingline.runtime import kernel_path
+    from movingline.settings import read_settings
 
     params = load_params(params_path)
+    kernel_path = runtime.prepare(read_settings(os.environ)).kernels
     model, ends = (run_fit if path == "fit" else run_loop)(data, params)
-    report = {"rate": steady_rate(ends, params.train.batch_size), "steps": len(ends), "kernel_path": kernel_path()}
+    report = {"rate": steady_rate(ends, params.train.batch_size), "steps": len(ends), "kernel_path": kernel_path}
     if model_path is not None:
         from movingline.model import save_model
 

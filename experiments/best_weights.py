@@ -19,6 +19,7 @@ import argparse
 import csv
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -40,13 +41,17 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("docs/best-weights.csv"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from movingline.dataset import DatasetReader
-    from movingline.evaluation import compute_metrics
-    from movingline.generate import generate_dataset
+    from movingline import runtime
+    from movingline.settings import read_settings
+
+    runtime.prepare(read_settings(os.environ))
+    from movingline.data.dataset import DatasetReader
+    from movingline.inference.metrics import compute_metrics
+    from movingline.data.generate import generate_dataset
     from movingline.params import load_params
-    from movingline.prediction import predict_batches
+    from movingline.inference.prediction import predict_batches
     from movingline.runtime import keras
-    from movingline.training import train
+    from movingline.training.loop import train
 
     params = load_params(args.params)
     size = params.data.size

@@ -2,7 +2,7 @@
 command-line entry points import it.
 
 Exit status 2 means bad input (as argparse uses), 1 an unexpected failure, 3 a training
-worker lost (movingline/cluster.py), 130 an interruption by Ctrl-C (SIGINT), 143 by
+worker lost (movingline/cluster/), 130 an interruption by Ctrl-C (SIGINT), 143 by
 SIGTERM, and 137 a worker that waited too long for its peers to join (ended by its
 watchdog). Set MOVINGLINE_DEBUG=1 to see the full traceback.
 """
@@ -12,12 +12,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-from movingline import runtime
 from movingline.errors import ClusterError, InputError, Terminated, one_line, whole_number
-from movingline.settings import Settings, read_settings
+from movingline.settings import DEBUG_VARIABLE, Settings, read_settings
 
 # Longest message shown for an unexpected failure; the traceback has the rest.
 MAX_MESSAGE_CHARS = 400
@@ -48,27 +47,25 @@ def count_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error).removeprefix("count: ")) from None
 
 
-def run_stage(main: Callable[[], None], read: Callable[[Mapping[str, str]], Settings] = read_settings) -> None:
-    """Runs a stage's main() and turns failures into one line on stderr and an exit status.
+def run_stage(main: Callable[[Settings], None]) -> None:
+    """Runs a stage's main(settings) and turns failures into one line on stderr and an exit status.
 
-    Before main() runs, ``read`` reads the environment's settings once (the train stage's
-    reader adds the cluster's) and runtime.prepare() hands them to TensorFlow
-    (runtime.prepared() gives them to main).
+    The settings (movingline/settings.py) are read from the environment once, here, and
+    handed to main, which passes them on to whatever needs them.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _raise_terminated)
-    debug = runtime.debugging()
+    settings = Settings()  # until read: a malformed variable is reported in one line
     try:
-        # What TensorFlow reads when it loads is set before anything else runs.
-        runtime.prepare(read(os.environ))
-        main()
+        settings = read_settings(os.environ)
+        main(settings)
     except InputError as error:
-        if debug:
+        if settings.debug:
             raise
         print(f"error: {one_line(str(error), limit=2000)}", file=sys.stderr)
         sys.exit(2)
     except ClusterError as error:
-        if debug:
+        if settings.debug:
             raise
         print(f"error: {one_line(str(error), limit=2000)}", file=sys.stderr)
         # Exit now: TensorFlow's shutdown would wait for the lost peer.
@@ -81,11 +78,11 @@ def run_stage(main: Callable[[], None], read: Callable[[Mapping[str, str]], Sett
         # The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
         sys.exit(128 + signum)
     except Exception as error:  # noqa: BLE001 - the last line of defence, reported in one line
-        if debug:
+        if settings.debug:
             raise
         print(
             f"error: unexpected failure: {type(error).__name__}: {one_line(str(error), MAX_MESSAGE_CHARS)} "
-            f"(set {runtime.DEBUG_VARIABLE}=1 for the traceback)",
+            f"(set {DEBUG_VARIABLE}=1 for the traceback)",
             file=sys.stderr,
         )
         sys.exit(1)

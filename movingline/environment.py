@@ -15,7 +15,7 @@ from pathlib import Path
 
 from movingline.errors import InputError
 
-# The packages besides TensorFlow and Keras (which runtime.setup() names) whose version can change
+# The packages besides TensorFlow and Keras (which runtime.Setup names) whose version can change
 # the bits of the training run or of the datasets it reads.
 PACKAGES = ("numpy", "h5py")
 
@@ -61,7 +61,7 @@ def describe_cpu() -> str:
 
 
 def numeric_environment(setup: dict[str, str], n_workers: int) -> dict[str, str | int]:
-    """What decides a training run's bits here, from runtime.setup() and the worker count."""
+    """What decides a training run's bits here, from runtime.Setup.as_dict() and the worker count."""
     versions = [setup["versions"], *(f"{name} {metadata.version(name)}" for name in PACKAGES)]
     return {
         "cpu": describe_cpu(),

@@ -7,7 +7,7 @@ batch, with built-in layers only, so ``keras.models.load_model`` needs nothing o
 It gives the same outputs as the ``TimeDistributed`` form (tests/test_model.py checks the
 equality; ``time_distributed=True`` builds that form), and trains faster: one convolution
 over every frame of the batch instead of one per frame. Training itself is
-movingline/training.py; Keras's ``fit`` path is kept in bench/fit.py, which the benchmark
+movingline/training/; Keras's ``fit`` path is kept in bench/fit.py, which the benchmark
 and the tests compare the loop against.
 """
 
@@ -25,12 +25,13 @@ from movingline import runtime
 from movingline.errors import InputError, one_line
 from movingline.outputs import temporary_path
 from movingline.params import ModelParams
+from movingline.settings import Settings
 
 if TYPE_CHECKING:
     import keras
 
-# TensorFlow loads (through movingline.runtime) on the first call that needs it, so that
-# load_model refuses a wrong path at once, and importing this module stays cheap.
+# Importing this module loads nothing heavy; load_model loads TensorFlow (runtime.prepare)
+# only once the file looks right, so that a wrong path fails at once.
 
 
 def build_model(size: int, params: ModelParams, *, time_distributed: bool = False) -> keras.Model:
@@ -124,8 +125,9 @@ def _renumber_shared_ids(config: object) -> object:
     return visit(config)
 
 
-def load_model(path: str | Path) -> keras.Model:
-    """Loads a saved model; raises InputError naming the file if it is missing or not a Keras model."""
+def load_model(path: str | Path, settings: Settings) -> keras.Model:
+    """Loads a saved model, TensorFlow with ``settings`` first (runtime.prepare) once the file
+    looks right; raises InputError naming the file if it is missing or not a Keras model."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: model file not found (run the train stage first)")
@@ -135,6 +137,7 @@ def load_model(path: str | Path) -> keras.Model:
         missing = [name for name in ("config.json", "metadata.json") if name not in archive.namelist()]
     if missing:
         raise InputError(f"{path}: a zip archive but not a Keras model (it has no {missing[0]})")
+    runtime.prepare(settings)
     try:
         model = runtime.keras.models.load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a damaged file

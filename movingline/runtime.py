@@ -1,11 +1,14 @@
-"""TensorFlow's one door: every module that needs ``tf`` or ``keras`` takes them from here.
+"""TensorFlow's one door: ``prepare(settings)`` sets what TensorFlow reads when it loads, then
+loads it; every module that needs ``tf`` or ``keras`` takes them from here afterwards.
 
+    setup = runtime.prepare(settings)     # in a stage's main(), before any TensorFlow work
     from movingline.runtime import keras, tf
 
 TensorFlow reads some settings only once, when it loads: its thread pools and which CPU
-kernels it uses. So the first access to ``tf`` or ``keras`` runs ``prepare()`` (which every
-stage also runs at start-up, before any other work), then imports TensorFlow with its C++
-start-up notices kept off the terminal. Importing this module loads nothing heavy.
+kernels it uses. So ``prepare`` is the one writer of those variables and the one place that
+imports TensorFlow (its C++ start-up notices kept off the terminal); it refuses to change
+them once TensorFlow has loaded, and ``runtime.tf`` refuses to load TensorFlow on its own.
+Importing this module loads nothing heavy; stages that never touch TensorFlow never call it.
 
 CPU kernels. On its own, TensorFlow turns its oneDNN kernels on only on CPUs with
 AVX512_VNNI, AVX512_BF16 or AMX, and oneDNN then uses the widest instructions the CPU has;
@@ -15,22 +18,19 @@ other model bytes, and for this model Eigen trains several times slower
 which every x86-64 server CPU of the last decade has: one kernel path on all of them.
 A user who sets TF_ENABLE_ONEDNN_OPTS or ONEDNN_MAX_CPU_ISA keeps their choice (the train
 log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice.
-
-The project's own settings (threads, debug, the cluster) come from one Settings
-(movingline/settings.py); ``prepare(settings)`` is the only writer of the variables
-TensorFlow reads, and refuses to change them once it has loaded. TF_ENABLE_ONEDNN_OPTS and
-ONEDNN_MAX_CPU_ISA are TensorFlow's and oneDNN's own; see above.
 """
 
 import contextlib
+import importlib
 import os
 import platform
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from movingline.settings import DEBUG_VARIABLE, TF_CONFIG_VARIABLE, Settings, Worker, read_settings, usable_cores
+from movingline.settings import Settings, usable_cores
 
 # TensorFlow's C++ log level: 2 keeps its notices and warnings out of the stages' logs.
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
@@ -40,8 +40,17 @@ ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 PINNED_KERNELS = {ONEDNN_VARIABLE: "1", ISA_VARIABLE: "AVX2"}
 
 
-def debugging() -> bool:
-    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+@dataclass(frozen=True)
+class Setup:
+    """What of this process's TensorFlow decides the bits it computes (a checkpoint's key and the
+    training record name them)."""
+
+    threads: int  # of TensorFlow's intra-op pool
+    kernels: str  # e.g. "oneDNN, AVX2 kernels"
+    versions: str  # e.g. "TensorFlow 2.21.0, Keras 3.12.0"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"threads": str(self.threads), "kernels": self.kernels, "versions": self.versions}
 
 
 def kernel_variables(env: Mapping[str, str]) -> dict[str, str]:
@@ -53,39 +62,42 @@ def kernel_variables(env: Mapping[str, str]) -> dict[str, str]:
     return dict(PINNED_KERNELS)
 
 
-def tensorflow_environment(settings: Settings, env: Mapping[str, str]) -> dict[str, str]:
-    """The variables TensorFlow reads when it loads, as ``settings`` want them, on top of ``env``."""
+def tensorflow_environment(settings: Settings, env: Mapping[str, str], more: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables TensorFlow reads when it loads, as ``settings`` want them, on top of ``env``;
+    ``more`` adds a caller's own (the training cluster's TF_CONFIG and log level)."""
     wanted = {LOG_LEVEL_VARIABLE: env.get(LOG_LEVEL_VARIABLE, "2")}
-    if settings.cluster is not None and wanted[LOG_LEVEL_VARIABLE] == "2" and not settings.debug:
-        # A lost peer makes TensorFlow's C++ log a burst of errors; the stage says it in one
-        # line instead (MOVINGLINE_DEBUG=1 shows them).
-        wanted[LOG_LEVEL_VARIABLE] = "3"
     if settings.threads is not None:
         wanted["TF_NUM_INTRAOP_THREADS"] = wanted["TF_NUM_INTEROP_THREADS"] = str(settings.threads)
-    if settings.tf_config is not None:
-        # The strategy learns its cluster from TF_CONFIG alone; a Slurm step's is handed over that way.
-        wanted[TF_CONFIG_VARIABLE] = settings.tf_config
-    return wanted | kernel_variables(env)
+    return wanted | dict(more or {}) | kernel_variables(env)
 
 
-def prepare(settings: Settings | None = None) -> Settings:
-    """Sets what TensorFlow reads when it loads, from ``settings`` (default: read from the
-    environment), and returns them. The only writer of those variables; it refuses to change
-    them once TensorFlow has loaded, which would silently ignore the change."""
-    settings = settings if settings is not None else read_settings(os.environ)
-    changes = {k: v for k, v in tensorflow_environment(settings, os.environ).items() if os.environ.get(k) != v}
+def prepare(settings: Settings, more: Mapping[str, str] | None = None) -> Setup:
+    """Sets what TensorFlow reads when it loads (tensorflow_environment), loads it, and returns
+    its set-up. Refuses to change those variables once TensorFlow has loaded: it would silently
+    ignore the change."""
+    changes = {k: v for k, v in tensorflow_environment(settings, os.environ, more).items() if os.environ.get(k) != v}
     if changes and "tensorflow" in sys.modules:
         raise RuntimeError(f"runtime.prepare() after TensorFlow loaded: it would not see {', '.join(sorted(changes))}")
     os.environ.update(changes)
-    globals()["_prepared"] = settings
-    return settings
+    # TensorFlow 2.21 logs its start-up notices through absl before TF_CPP_MIN_LOG_LEVEL
+    # can take effect. An import error still surfaces as a Python exception.
+    with stderr_silenced(shown=settings.debug):
+        import keras
+        import tensorflow as tf
+    return Setup(threads(), kernel_path(), f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
 
-def prepared() -> Settings:
-    """The settings prepare() handed TensorFlow: the one reading of the environment a stage uses."""
-    if "_prepared" not in globals():
-        raise RuntimeError("runtime.prepared() before runtime.prepare()")
-    return globals()["_prepared"]
+def __getattr__(name: str) -> Any:
+    """``tf`` and ``keras`` once prepare() has loaded TensorFlow (PEP 562)."""
+    if name not in ("tf", "keras"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _loaded(name)
+
+
+def _loaded(name: str) -> Any:
+    if "tensorflow" not in sys.modules:
+        raise RuntimeError(f"runtime.{name} before runtime.prepare(settings): TensorFlow loads only through prepare()")
+    return importlib.import_module("tensorflow" if name == "tf" else "keras")
 
 
 def kernel_path() -> str:
@@ -93,7 +105,7 @@ def kernel_path() -> str:
 
     Names the variables when they are not the pinned path (the user's own choice).
     """
-    _load_tensorflow()
+    _loaded("tf")
     from tensorflow.python.util import _pywrap_util_port
 
     if not _pywrap_util_port.IsMklEnabled():
@@ -116,86 +128,32 @@ def threads() -> int:
     return usable_cores()
 
 
-def describe_devices(strategy, worker: Worker) -> str:
+def describe_devices(strategy, n_workers: int, setup: Setup) -> str:
     """E.g. '2 workers (2 replicas in all), devices here: /CPU:0 (oneDNN, AVX2 kernels, 1 thread)',
     for the log line that says where training runs and which kernels computed it."""
-    tf, _ = _load_tensorflow()
-    n_workers = worker.count
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    n_threads = threads()
-    cpu = f"/CPU:0 ({kernel_path()}, {n_threads} thread{'s' if n_threads != 1 else ''})"
+    gpus = [device.name for device in _loaded("tf").config.list_logical_devices("GPU")]
+    cpu = f"/CPU:0 ({setup.kernels}, {setup.threads} thread{'s' if setup.threads != 1 else ''})"
     devices = ", ".join([*gpus, cpu])
     workers = f"{n_workers} worker{'s' if n_workers != 1 else ''}"
     replicas = f"{strategy.num_replicas_in_sync} replica{'s' if strategy.num_replicas_in_sync != 1 else ''}"
     return f"{workers} ({replicas} in all), devices here: {devices}"
 
 
-def setup() -> dict[str, str]:
-    """What of this process's TensorFlow set-up decides the bits it computes: threads, CPU
-    kernels and versions (a checkpoint records them, and resumes only where they match)."""
-    tf, keras = _load_tensorflow()
-    return {
-        "threads": str(threads()),
-        "kernels": kernel_path(),
-        "versions": f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
-    }
-
-
-def _load_tensorflow() -> tuple[Any, Any]:
-    """(tf, keras), imported once: after prepare() if nothing imported TensorFlow before us."""
-    if "tf" not in globals():
-        if "tensorflow" not in sys.modules:
-            prepare()
-        # TensorFlow 2.21 logs its start-up notices through absl before TF_CPP_MIN_LOG_LEVEL
-        # can take effect. An import error still surfaces as a Python exception.
-        with stderr_silenced():
-            import keras
-            import tensorflow as tf
-        globals().update(tf=tf, keras=keras)
-    return globals()["tf"], globals()["keras"]
-
-
-def __getattr__(name: str) -> Any:
-    """``tf`` and ``keras``, loaded on first use (PEP 562), so that importing this module is cheap."""
-    if name not in ("tf", "keras"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    tf, keras = _load_tensorflow()
-    return tf if name == "tf" else keras
-
-
 def make_deterministic(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow, and makes TensorFlow ops deterministic."""
-    tf, keras = _load_tensorflow()
+    tf, keras = _loaded("tf"), _loaded("keras")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
 
-def configure_coordination(job_sizes: tuple[tuple[str, int], ...], peer_timeout_s: int, heartbeat_timeout_s: int) -> None:
-    """Sets up TensorFlow's coordination service for the training jobs (name, number of tasks),
-    led by the first job's task 0, with our timeouts: how long to wait for every peer to join
-    (and to leave), and how long a silent peer counts as alive."""
-    _load_tensorflow()
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.eager import context
-
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=f"/job:{job_sizes[0][0]}/replica:0/task:0",
-        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=n) for job, n in job_sizes],
-        cluster_register_timeout_in_ms=peer_timeout_s * 1000,
-        heartbeat_timeout_in_ms=heartbeat_timeout_s * 1000,
-        shutdown_barrier_timeout_in_ms=peer_timeout_s * 1000,
-    )
-
-
 @contextlib.contextmanager
-def stderr_silenced() -> Iterator[None]:
+def stderr_silenced(shown: bool = False) -> Iterator[None]:
     """Keeps what C++ code writes to stderr (file descriptor 2) off the terminal for a while.
 
-    What was written is shown after all if the block fails, and nothing is hidden with
-    MOVINGLINE_DEBUG=1.
+    What was written is shown after all if the block fails; nothing is hidden when ``shown``
+    (MOVINGLINE_DEBUG=1).
     """
-    if debugging():
+    if shown:
         yield
         return
     with tempfile.TemporaryFile() as captured:

@@ -1,6 +1,6 @@
 """Measures HDF5's gzip levels on the default training set; prints the table of docs/data-format.md.
 
-Writes the 5,000 sequences of the default params (size 50) as movingline.dataset does (one
+Writes the 5,000 sequences of the default params (size 50) as movingline.data.dataset does (one
 sample per chunk, Fletcher-32) at each level, then reads every chunk back. Times are this
 process's CPU seconds, which other jobs on the machine disturb far less than wall time:
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from bench.machine import commit
 from movingline.environment import describe_cpu
-from movingline.generate import render_batch_size
-from movingline.sequences import render_frames, sample_walks
+from movingline.data.generate import render_batch_size
+from movingline.data.sequences import render_frames, sample_walks
 
 N_SAMPLES, SIZE, SEED = 5000, 50, 1
 SETTINGS = [(1, False), (2, False), (4, False), (6, False), (9, False), (1, True)]

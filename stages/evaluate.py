@@ -6,17 +6,18 @@ metrics.json for `bash run.sh verify`.
 """
 
 from movingline.cli import add_path, run_stage, stage_parser
-from movingline.dataset import DatasetReader
+from movingline.data.dataset import DatasetReader
 from movingline.environment import read_record
-from movingline.evaluation import compute_metrics, confusion_rows, metrics_summary, roc_points
+from movingline.inference.metrics import compute_metrics, confusion_rows, metrics_summary, roc_points
 from movingline.model import frame_size, load_model
 from movingline.outputs import atomic_outputs, check_destinations, write_json
 from movingline.params import load_params
-from movingline.prediction import predict_batches
+from movingline.inference.prediction import predict_batches
 from movingline.preflight import require_model_size, require_prediction_fits, require_training_fits
+from movingline.settings import Settings
 
 
-def main() -> None:
+def main(settings: Settings) -> None:
     parser = stage_parser("evaluate", __doc__.splitlines()[0])
     add_path(parser, "--model", "models/model.keras", "trained model")
     add_path(parser, "--data", "data/test.h5", "test set")
@@ -35,7 +36,7 @@ def main() -> None:
         size, batch_size = reader.info.size, min(params.evaluate.batch_size, len(reader))
         blame = f"{args.params}: evaluate.batch_size = {params.evaluate.batch_size} ({args.data} holds {size}x{size} frames)"
         require_prediction_fits(batch_size, size, blame)
-        model = load_model(args.model)
+        model = load_model(args.model, settings)
         require_model_size(args.model, frame_size(model), size, args.data)
         predictions = predict_batches(model, reader.iter_batches(batch_size), n_shown=0)
 

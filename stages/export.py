@@ -8,18 +8,19 @@ or the stage stops with one line and writes nothing.
 import logging
 
 from movingline.cli import add_path, run_stage, stage_parser
-from movingline.dataset import DatasetReader
+from movingline.data.dataset import DatasetReader
 from movingline.errors import InputError
 from movingline.model import frame_size, load_model
-from movingline.onnx_export import CHECK_SEQUENCES, TOLERANCE, compare, export_onnx
+from movingline.inference.export import CHECK_SEQUENCES, TOLERANCE, compare, export_onnx
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.preflight import require_model_size
-from movingline.serving import OnnxModel
+from movingline.settings import Settings
+from movingline.inference.onnx_runtime import OnnxModel
 
 log = logging.getLogger(__name__)
 
 
-def main() -> None:
+def main(settings: Settings) -> None:
     parser = stage_parser("export", __doc__.splitlines()[0])
     add_path(parser, "--model", "models/model.keras", "trained Keras model")
     add_path(parser, "--data", "data/test.h5", "sequences to check the export on")
@@ -29,7 +30,7 @@ def main() -> None:
     check_destinations(args.output)
     with DatasetReader(args.data, require_labels=False) as reader:
         frames = reader.read_frames(0, min(CHECK_SEQUENCES, len(reader)))
-    model = load_model(args.model)
+    model = load_model(args.model, settings)
     require_model_size(args.model, frame_size(model), int(frames.shape[2]), args.data)
     exported = export_onnx(model).SerializeToString()
     served = OnnxModel(exported, str(args.output))

@@ -4,4 +4,4 @@ from movingline.cli import run_stage
 from stages.generate_train import main
 
 if __name__ == "__main__":
-    run_stage(lambda: main("generate_test", "data/test.h5", "plots/test_sequences.png"))
+    run_stage(lambda settings: main(settings, "generate_test", "data/test.h5", "plots/test_sequences.png"))

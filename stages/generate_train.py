@@ -6,15 +6,16 @@ generate_test runs the same main() on its own section.
 import logging
 
 from movingline.cli import add_path, run_stage, stage_parser
-from movingline.generate import generate_dataset, most_rendered_at_once
+from movingline.data.generate import generate_dataset, most_rendered_at_once
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
 from movingline.preflight import require_generation_fits, require_training_fits
+from movingline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def main(section: str = "generate_train", output: str = "data/train.h5", strip: str = "plots/train_sequences.png") -> None:
+def main(settings: Settings, section: str = "generate_train", output: str = "data/train.h5", strip: str = "plots/train_sequences.png") -> None:
     parser = stage_parser(section, f"Generate moving-line sequences from params.yaml's '{section}' section into an HDF5 file.")
     add_path(parser, "--output", output, "dataset to write")
     add_path(parser, "--strip", strip, "PNG of a few sequences")

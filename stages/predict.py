@@ -7,20 +7,21 @@ import argparse
 import contextlib
 import logging
 
-from movingline import prediction as p
+from movingline.inference import prediction as p
 from movingline.cli import add_path, run_stage, stage_parser
-from movingline.dataset import DatasetReader
+from movingline.data.dataset import DatasetReader
 from movingline.model import frame_size
 from movingline.outputs import atomic_outputs, check_destinations
 from movingline.params import load_params
-from movingline.plots import save_prediction_grid
+from movingline.inference.pictures import save_prediction_grid
 from movingline.preflight import require_fresh_predictions_fit, require_model_size, require_prediction_fits
-from movingline.serving import load_predictor
+from movingline.settings import Settings
+from movingline.inference.onnx_runtime import load_predictor
 
 log = logging.getLogger(__name__)
 
 
-def main() -> None:
+def main(settings: Settings) -> None:
     parser = stage_parser("predict", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_path(parser, "--model", "models/model.keras", "trained model: .keras, or .onnx (no TensorFlow)")
     add_path(parser, "--input", None, "HDF5 dataset to classify (default: fresh sequences from params)")
@@ -44,7 +45,7 @@ def main() -> None:
             size, frames_from, source = reader.info.size, args.input, str(args.input)
             require_prediction_fits(min(p.PREDICT_BATCH_SIZE, len(reader)), size, f"{args.input} ({size}x{size} frames)")
             batches = p.file_batches(reader)
-        model = load_predictor(args.model)
+        model = load_predictor(args.model, settings)
         require_model_size(args.model, frame_size(model), size, frames_from, from_params=args.input is None)
         predictions = p.predict_batches(model, batches)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from movingline.dataset import write_dataset
+from movingline.data.dataset import write_dataset
 
 
 def write_good_dataset(path: Path, size: int = 4, n_samples: int = 6, seed: int = 5) -> Path:

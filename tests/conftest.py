@@ -12,13 +12,15 @@ import pytest
 import yaml
 
 from movingline import runtime
-from movingline.dataset import write_dataset
+from movingline.settings import read_settings
+from movingline.data.dataset import write_dataset
 from movingline.params import ModelParams, TrainParams
-from movingline.sequences import iter_frame_batches, sample_walks
+from movingline.data.sequences import iter_frame_batches, sample_walks
 
 # Tests that train in this process get the same TensorFlow settings as the stages, set
 # before anything imports TensorFlow.
-runtime.prepare()
+SETTINGS = read_settings(os.environ)
+runtime.prepare(SETTINGS)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,7 +173,7 @@ def project_with_data(folder: Path, data: Path, params: dict | None = None) -> P
 def start_workers(roots: list[Path], *args: str, stdout=subprocess.PIPE, **env: str) -> list[subprocess.Popen]:
     """`python -m stages.train ARGS` in each project copy, as the workers of one cluster on
     127.0.0.1 (each its own TF_CONFIG), with ``env`` added to the stages' environment."""
-    from movingline.cluster import local_tf_configs
+    from movingline.cluster.strategy import local_tf_configs
 
     return [
         subprocess.Popen([sys.executable, "-m", "stages.train", *args], cwd=root, env=stage_env() | env | {"TF_CONFIG": config},

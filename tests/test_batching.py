@@ -2,7 +2,7 @@
 
 import pytest
 
-from movingline.batching import batch_bounds
+from movingline.data.batching import batch_bounds
 
 
 @pytest.mark.parametrize(

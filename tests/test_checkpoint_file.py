@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from movingline.checkpoints import code_files, fingerprint, load_checkpoint, save_checkpoint
+from movingline.training.checkpoint import Checkpoint, code_files, run_key
 from movingline.params import load_params
-from movingline.state import CurveRow, TrainingState
+from movingline.training.state import CurveRow, TrainingState
 from tests.conftest import ROOT
 
 FINGERPRINT = {"data file": "abc", "params": "def", "workers": "1", "threads": "1"}
@@ -25,8 +25,8 @@ def a_state() -> TrainingState:
 
 def test_a_checkpoint_reads_back_bit_for_bit(tmp_path):
     path, state = tmp_path / "train.npz", a_state()
-    save_checkpoint(path, state, FINGERPRINT)
-    restored = load_checkpoint(path, FINGERPRINT)
+    Checkpoint(path, FINGERPRINT, 60).save(state)
+    restored = Checkpoint(path, FINGERPRINT, 60).load()
     for ours, theirs in zip(state.weights + state.optimizer + state.best_weights,
                             restored.weights + restored.optimizer + restored.best_weights, strict=True):
         assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes()
@@ -37,16 +37,16 @@ def test_a_checkpoint_reads_back_bit_for_bit(tmp_path):
 
 def test_a_checkpoint_from_other_inputs_is_ignored_saying_what_differs(tmp_path, caplog):
     path = tmp_path / "train.npz"
-    save_checkpoint(path, a_state(), FINGERPRINT)
-    with caplog.at_level(logging.INFO, logger="movingline.checkpoints"):
-        assert load_checkpoint(path, FINGERPRINT | {"params": "xyz", "workers": "2"}) is None
+    Checkpoint(path, FINGERPRINT, 60).save(a_state())
+    with caplog.at_level(logging.INFO, logger="movingline.training.checkpoint"):
+        assert Checkpoint(path, FINGERPRINT | {"params": "xyz", "workers": "2"}, 60).load() is None
     assert f"ignoring the checkpoint {path}: it was made from other inputs (params, workers differ)" in caplog.text
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "empty", "not npz"])
 def test_a_damaged_checkpoint_is_ignored(tmp_path, caplog, damage):
     path = tmp_path / "train.npz"
-    save_checkpoint(path, a_state(), FINGERPRINT)
+    Checkpoint(path, FINGERPRINT, 60).save(a_state())
     data = path.read_bytes()
     damaged = {
         "truncated": data[: len(data) // 2],
@@ -55,8 +55,8 @@ def test_a_damaged_checkpoint_is_ignored(tmp_path, caplog, damage):
         "not npz": b"hello",
     }[damage]
     path.write_bytes(damaged)
-    with caplog.at_level(logging.INFO, logger="movingline.checkpoints"):
-        assert load_checkpoint(path, FINGERPRINT) is None
+    with caplog.at_level(logging.INFO, logger="movingline.training.checkpoint"):
+        assert Checkpoint(path, FINGERPRINT, 60).load() is None
     assert f"ignoring the checkpoint {path}: it cannot be read" in caplog.text
 
 
@@ -65,7 +65,7 @@ def test_the_key_hashes_the_code_dvc_yaml_lists_for_the_train_stage():
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["deps"]
     hashed = {path.relative_to(ROOT).as_posix() for path in code_files(ROOT / "stages/train.py")}
     assert hashed == {dep for dep in deps if dep.endswith(".py")}
-    assert {"movingline/labels.py", "movingline/state.py", "stages/train.py"} <= hashed
+    assert {"movingline/data/labels.py", "movingline/training/state.py", "stages/train.py"} <= hashed
 
 
 def test_the_key_changes_with_the_code(tmp_path):
@@ -73,14 +73,16 @@ def test_the_key_changes_with_the_code(tmp_path):
     data.write_bytes(b"data")
     params, setup = load_params(ROOT / "params.yaml"), {"threads": "1"}
     code = code_files(ROOT / "stages/train.py")
-    key = fingerprint(data, params, 1, setup, code)
-    assert key == fingerprint(data, params, 1, setup, list(code))
+    key = run_key(data, params, 1, setup, code)
+    assert key == run_key(data, params, 1, setup, list(code))
     without_labels = [path for path in code if path.name != "labels.py"]
-    assert fingerprint(data, params, 1, setup, without_labels)["training code"] != key["training code"]
-    assert fingerprint(data, params, 2, setup, code)["workers"] == "2"
+    assert run_key(data, params, 1, setup, without_labels)["training code"] != key["training code"]
+    assert run_key(data, params, 2, setup, code)["workers"] == "2"
 
 
 def test_code_files_follow_imports_only_into_the_project(tmp_path):
-    assert code_files(ROOT / "movingline/errors.py") == [ROOT / "movingline/errors.py"]
-    assert Path(ROOT / "movingline/slurm.py") in code_files(ROOT / "movingline/workers.py")
-    assert Path(ROOT / "movingline/slurm.py") not in code_files(ROOT / "movingline/settings.py")
+    assert code_files(ROOT / "movingline/errors.py") == [ROOT / "movingline/__init__.py", ROOT / "movingline/errors.py"]
+    assert Path(ROOT / "movingline/cluster/slurm.py") in code_files(ROOT / "movingline/cluster/team.py")
+    assert Path(ROOT / "movingline/cluster/slurm.py") not in code_files(ROOT / "movingline/settings.py")
+    # Python runs a package's __init__.py before its modules: those are code the run executes too.
+    assert Path(ROOT / "movingline/cluster/__init__.py") in code_files(ROOT / "movingline/cluster/team.py")

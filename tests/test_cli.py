@@ -5,15 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from movingline import cli, runtime
+from movingline import cli
+from movingline.settings import DEBUG_VARIABLE, Settings
 from movingline.errors import InputError
 
 
-def run_stage_in_process(main: Callable[[], None], capsys, monkeypatch, debug: bool = False) -> tuple[int, str]:
+def run_stage_in_process(main: Callable[[Settings], None], capsys, monkeypatch, debug: bool = False) -> tuple[int, str]:
     """cli.run_stage(main) in this process: (exit status, stderr)."""
     import signal
 
-    monkeypatch.setenv(runtime.DEBUG_VARIABLE, "1" if debug else "")
+    monkeypatch.setenv(DEBUG_VARIABLE, "1" if debug else "")
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as caught:
@@ -23,8 +24,8 @@ def run_stage_in_process(main: Callable[[], None], capsys, monkeypatch, debug: b
     return caught.value.code, capsys.readouterr().err
 
 
-def raiser(error: BaseException) -> Callable[[], None]:
-    def main() -> None:
+def raiser(error: BaseException) -> Callable[[Settings], None]:
+    def main(settings: Settings) -> None:
         raise error
 
     return main
@@ -59,7 +60,7 @@ def test_run_stage_cuts_a_huge_unexpected_message(capsys, monkeypatch):
 
 
 def test_debug_shows_the_real_exception(monkeypatch):
-    monkeypatch.setenv(runtime.DEBUG_VARIABLE, "1")
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
     with pytest.raises(InputError, match="d.h5: file not found"):
         cli.run_stage(raiser(InputError("d.h5: file not found")))
 

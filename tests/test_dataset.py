@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from movingline.dataset import FORMAT_NAME, FORMAT_VERSION, GZIP_LEVEL, DatasetReader, write_dataset
+from movingline.data.dataset import FORMAT_NAME, FORMAT_VERSION, GZIP_LEVEL, DatasetReader, write_dataset
 from movingline.errors import InputError
-from movingline.sequences import iter_frame_batches, render_frames, sample_walks
+from movingline.data.sequences import iter_frame_batches, render_frames, sample_walks
 from tests.badfiles import (
     delete,
     flip_byte_in_chunk,

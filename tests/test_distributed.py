@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from movingline.cluster import local_tf_configs
-from movingline.dataset import DatasetReader
+from movingline.cluster.local import local_tf_configs
+from movingline.data.dataset import DatasetReader
 from movingline.errors import InputError
-from movingline.evaluation import compute_metrics
-from movingline.prediction import predict_batches
-from movingline.settings import Cluster
-from movingline.workers import parse_tf_config
-from tests.conftest import copy_project, project_with_data, run_stage, stage_env, start_workers, tiny_params
+from movingline.inference.metrics import compute_metrics
+from movingline.inference.prediction import predict_batches
+from movingline.cluster.tf_config import Cluster, parse_tf_config
+from tests.conftest import SETTINGS, copy_project, project_with_data, run_stage, stage_env, start_workers, tiny_params
 
 # The bytes depend on TensorFlow's thread count too (docs/scaling.md), so runs compared byte
 # for byte use the same one; --local-workers would otherwise pick a share of the cores.
@@ -34,9 +33,9 @@ def test_parse_tf_config_ranks_the_chief_first():
     )
     with_chief = {"chief": ["c:0"], **workers, "ps": ["p:9"]}
     cluster = parse_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
-    assert (cluster.rank, cluster.n_workers, cluster.worker.is_chief) == (1, 3, False)
+    assert (cluster.rank, cluster.n_workers) == (1, 3)
     assert cluster.job_sizes == (("chief", 1), ("worker", 2))
-    assert parse_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})).worker.is_chief
+    assert parse_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})).rank == 0
 
 
 @pytest.mark.parametrize(
@@ -113,7 +112,7 @@ def metrics_on(model: Path, test_set: Path) -> dict:
     from movingline.model import load_model
 
     with DatasetReader(test_set) as reader:
-        predictions = predict_batches(load_model(model), reader.iter_batches(16), n_shown=0)
+        predictions = predict_batches(load_model(model, SETTINGS), reader.iter_batches(16), n_shown=0)
     return compute_metrics(predictions.expected, predictions.probabilities)
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from movingline.evaluation import compute_metrics, confusion_rows, metrics_summary, predicted_labels, roc_points
-from movingline.labels import THRESHOLD
+from movingline.inference.metrics import compute_metrics, confusion_rows, metrics_summary, predicted_labels, roc_points
+from movingline.data.labels import THRESHOLD
 
 LABELS = np.array([1, 1, 0, 0, 1], dtype=np.uint8)
 PROBABILITIES = np.array([0.9, 0.4, 0.2, 0.6, 0.5])  # predicted 1, 0, 0, 1, 1

@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from movingline import onnx_export
+from movingline.inference import export as onnx_export
 from movingline.errors import InputError
 from movingline.model import load_model
-from movingline.serving import OnnxModel, load_onnx_model
-from movingline.onnx_export import TOLERANCE, Agreement
-from tests.conftest import run, run_stage
+from movingline.inference.onnx_runtime import OnnxModel, load_onnx_model
+from movingline.inference.export import TOLERANCE, Agreement
+from tests.conftest import SETTINGS, run, run_stage
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def cumulative_frames(n: int, time: int, size: int, seed: int) -> np.ndarray:
 @pytest.mark.full
 @pytest.mark.parametrize("time", [30, 50])
 def test_export_agrees_with_keras_whatever_the_number_of_frames(built_project, exported, time):
-    keras_model = load_model(built_project / "models/model.keras")
+    keras_model = load_model(built_project / "models/model.keras", SETTINGS)
     agreement = onnx_export.compare(keras_model, load_onnx_model(exported), cumulative_frames(16, time, 8, seed=time))
     assert agreement.holds, agreement
     assert agreement.max_difference <= TOLERANCE and agreement.n_sequences == 16

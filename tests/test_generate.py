@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from movingline.dataset import DatasetReader
+from movingline.data.dataset import DatasetReader
 from movingline.errors import InputError
-from movingline.generate import MAX_BATCH_SAMPLES, generate_dataset, most_rendered_at_once, render_batch_size
+from movingline.data.generate import MAX_BATCH_SAMPLES, generate_dataset, most_rendered_at_once, render_batch_size
 from movingline.preflight import require_generation_fits
 from movingline.params import load_params
-from movingline.sequences import render_frames, sample_walks
+from movingline.data.sequences import render_frames, sample_walks
 from tests.conftest import tiny_params, write_params
 
 

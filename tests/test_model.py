@@ -11,7 +11,7 @@ from movingline.errors import InputError
 from movingline.model import build_model, frame_size, load_model, save_model
 from movingline.params import ModelParams
 from tests.badfiles import assert_one_line, write_zip_that_is_not_a_model
-from tests.conftest import TINY_PARAMS
+from tests.conftest import SETTINGS, TINY_PARAMS
 
 SIZE = TINY_PARAMS["data"]["size"]
 
@@ -67,7 +67,7 @@ def test_saved_model_loads_with_keras_alone_and_is_byte_stable(tmp_path):
     loaded = keras.models.load_model(tmp_path / "a.keras")
     frames = np.ones((1, 8, 8, 8, 1), np.float32)
     assert np.array_equal(loaded.predict(frames, verbose=0), model.predict(frames, verbose=0))
-    assert frame_size(load_model(tmp_path / "a.keras")) == 8
+    assert frame_size(load_model(tmp_path / "a.keras", SETTINGS)) == 8
 
 
 # Refusing what is not our model, with one line naming the file
@@ -109,7 +109,7 @@ def test_load_model_refuses_what_is_not_our_model(tmp_path, case_id, make, messa
     path = tmp_path / "m.keras"
     make(path)
     with pytest.raises(InputError) as caught:
-        load_model(path)
+        load_model(path, SETTINGS)
     assert str(caught.value) == f"{path}: {message}"
 
 
@@ -120,7 +120,7 @@ def test_a_damaged_model_archive_is_refused(tmp_path, keras_model_file):
             data = source.read(name)
             target.writestr(name, data[: len(data) // 3] if name.endswith(".h5") else data)
     with pytest.raises(InputError) as caught:
-        load_model(damaged)
+        load_model(damaged, SETTINGS)
     # The rest of the message is Keras's own words, which vary between versions.
     assert_one_line(str(caught.value), f"{damaged}: cannot load the Keras model (")
 

@@ -72,7 +72,7 @@ def test_documented_route_trains_and_evaluates_on_own_data(tmp_path: Path):
 
 
 def test_writer_output_passes_the_readers_checks(tmp_path: Path):
-    from movingline.dataset import DatasetReader
+    from movingline.data.dataset import DatasetReader
 
     project = copy_project(tmp_path / "project")
     write_script(project)

@@ -1,13 +1,12 @@
 """dvc.yaml against the code, and a real `dvc repro` end to end on tiny params."""
 
-import ast
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from movingline.params import load_params
+from movingline.training.checkpoint import code_files
 from tests.conftest import FIRST_REPRO_LOG, ROOT, copy_repo, dvc
 
 STAGES = ["generate_train", "generate_test", "train", "evaluate", "predict", "export"]
@@ -17,29 +16,10 @@ def pipeline() -> dict:
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
-def project_imports(path: Path, seen: set[str] | None = None) -> set[str]:
-    """Every project module (movingline or stages) a file imports, directly or through other project modules."""
-    seen = set() if seen is None else seen
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module in ("movingline", "stages"):
-            names = [f"{node.module}.{alias.name}" for alias in node.names]  # from movingline import prediction
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        for name in names:
-            if name.startswith(("movingline.", "stages.")) and name not in seen:
-                seen.add(name)
-                project_imports(ROOT / (name.replace(".", "/") + ".py"), seen)
-    return seen
-
-
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_lists_exactly_the_code_it_runs(stage):
     deps = {dep for dep in pipeline()["stages"][stage]["deps"] if dep.endswith(".py")}
-    script = ROOT / f"stages/{stage}.py"
-    code = {f"stages/{stage}.py"} | {name.replace(".", "/") + ".py" for name in project_imports(script)}
+    code = {path.relative_to(ROOT).as_posix() for path in code_files(ROOT / f"stages/{stage}.py")}
     assert deps == code
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from movingline.dataset import DatasetReader, write_dataset
-from movingline.prediction import (
+from movingline.data.dataset import DatasetReader, write_dataset
+from movingline.inference.prediction import (
     Predictions,
     caption,
     file_batches,
@@ -19,7 +19,7 @@ from movingline.prediction import (
     prediction_summary,
     write_table,
 )
-from movingline.sequences import drawing_times, iter_frame_batches, render_frames, sample_walks
+from movingline.data.sequences import drawing_times, iter_frame_batches, render_frames, sample_walks
 from tests.badfiles import delete, write_good_dataset
 
 PROBABILITIES = np.array([0.9, 0.25, 0.5])

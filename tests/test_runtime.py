@@ -45,7 +45,7 @@ def test_a_bad_thread_count_names_the_variable():
 
 
 def test_prepare_refuses_to_change_what_tensorflow_has_read(monkeypatch):
-    runtime.tf  # noqa: B018 - loads TensorFlow
+    runtime.prepare(Settings())  # loads TensorFlow (the tests' conftest already has)
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
     monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
     with pytest.raises(RuntimeError, match="after TensorFlow loaded: it would not see TF_NUM_INTEROP_THREADS, TF_NUM_INTRAOP_THREADS"):
@@ -70,7 +70,7 @@ def describe_in_a_new_process(extra_env: dict[str, str]) -> str:
     for variable in KERNEL_VARIABLES:
         env.pop(variable, None)
     env.update(extra_env)
-    code = "from movingline import runtime; runtime.prepare(); print(runtime.kernel_path())"
+    code = "from movingline import runtime, settings; print(runtime.prepare(settings.Settings()).kernels)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()

@@ -176,7 +176,8 @@ LOAD_BOTH = """
 import sys
 import onnxruntime
 from movingline.model import load_model
-print(load_model(sys.argv[1]).count_params(), onnxruntime.InferenceSession(sys.argv[2]).get_inputs()[0].name)
+from movingline.settings import Settings
+print(load_model(sys.argv[1], Settings()).count_params(), onnxruntime.InferenceSession(sys.argv[2]).get_inputs()[0].name)
 """
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from movingline.labels import LABEL_NAMES, LEFT, RIGHT
-from movingline.sequences import Walks, columns, iter_frame_batches, render_frames, sample_walks
+from movingline.data.labels import LABEL_NAMES, LEFT, RIGHT
+from movingline.data.sequences import Walks, columns, iter_frame_batches, render_frames, sample_walks
 
 
 def walks_for(seed: int, n: int, size: int) -> Walks:

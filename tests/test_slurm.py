@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 from movingline.errors import InputError
+from movingline.cluster.team import read_cluster, worker_settings
 from movingline.runtime import tensorflow_environment
-from movingline.settings import Worker, read_settings, thread_share
-from movingline.workers import slurm_cluster as read_slurm_step
-from movingline.workers import training_settings
-from movingline.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
+from movingline.settings import read_settings, thread_share
+from movingline.cluster.slurm import FIRST_PORT, PORT_BLOCK, PORT_BLOCKS, expand_hostlist, expand_tasks_per_node
 from tests.conftest import (
     ROOT, THREAD_VARIABLES, copy_project, dvc, git_project, run, run_stage, slurm_env, stage_env, tiny_params, wait_until,
 )
@@ -83,31 +82,30 @@ def step_env(rank: int, nodes: str = "n[1-2]", tasks_per_node: str = "3,2", **mo
 
 
 def test_every_task_of_a_step_sees_the_same_cluster_ranked_in_blocks():
-    steps = [read_slurm_step(step_env(rank, SLURM_STEP_RESV_PORTS="12001-12003")) for rank in range(5)]
+    steps = [read_cluster(step_env(rank, SLURM_STEP_RESV_PORTS="12001-12003")) for rank in range(5)]
     addresses = ("n1:12001", "n1:12002", "n1:12003", "n2:12001", "n2:12002")
-    for rank, (cluster, tasks_on_node) in enumerate(steps):
+    for rank, cluster in enumerate(steps):
         assert cluster.addresses == addresses
         assert (cluster.rank, cluster.task_type, cluster.task_index) == (rank, "worker", rank)
         assert cluster.job_sizes == (("worker", 5),)
-        assert tasks_on_node == (3 if rank < 3 else 2)
-    assert [cluster.worker.is_chief for cluster, _ in steps] == [True, False, False, False, False]
+        assert cluster.tasks_on_node == (3 if rank < 3 else 2)
 
 
 def test_without_reserved_ports_the_job_and_step_ids_pick_them():
-    first = read_slurm_step(step_env(0))[0].addresses
-    assert first == read_slurm_step(step_env(4))[0].addresses
+    first = read_cluster(step_env(0)).addresses
+    assert first == read_cluster(step_env(4)).addresses
     ports = [int(address.split(":")[1]) for address in first]
     assert ports == [ports[0] + local for local in (0, 1, 2, 0, 1)]
     assert FIRST_PORT <= ports[0] and ports[2] < FIRST_PORT + PORT_BLOCK * PORT_BLOCKS
-    next_step = read_slurm_step(step_env(0, SLURM_STEP_ID="1"))[0].addresses
+    next_step = read_cluster(step_env(0, SLURM_STEP_ID="1")).addresses
     assert next_step != first
 
 
 def test_outside_a_step_of_several_tasks_the_process_trains_alone():
     # The batch script itself: the job has two tasks, but no step runs them.
-    assert read_slurm_step({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}) is None
-    assert read_slurm_step(step_env(0, nodes="n1", tasks_per_node="1")) is None
-    assert read_slurm_step({}) is None
+    assert read_cluster({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}) is None
+    assert read_cluster(step_env(0, nodes="n1", tasks_per_node="1")) is None
+    assert read_cluster({}) is None
 
 
 @pytest.mark.parametrize(
@@ -129,18 +127,19 @@ def test_outside_a_step_of_several_tasks_the_process_trains_alone():
 )
 def test_bad_slurm_step_is_refused(changes, problem):
     with pytest.raises(InputError, match=problem):
-        read_slurm_step(step_env(1) | changes)
+        read_cluster(step_env(1) | changes)
 
 
 def test_a_slurm_step_is_handed_to_tensorflow_with_a_thread_share():
     env = step_env(1, nodes="vm", tasks_per_node="2")
     before = dict(os.environ)
-    settings = training_settings(env)
-    assert dict(os.environ) == before, "reading the settings wrote the environment"
-    assert settings.worker == Worker(1, 2) and not settings.worker.is_chief
-    wanted = tensorflow_environment(settings, env)
+    cluster = read_cluster(env)
+    settings, more = worker_settings(cluster, read_settings(env), env)
+    assert dict(os.environ) == before, "reading the cluster wrote the environment"
+    assert (cluster.rank, cluster.n_workers) == (1, 2)
+    wanted = tensorflow_environment(settings, env, more)
     assert json.loads(wanted["TF_CONFIG"]) == {
-        "cluster": {"worker": list(settings.cluster.addresses)},
+        "cluster": {"worker": list(cluster.addresses)},
         "task": {"type": "worker", "index": 1},
     }
     assert wanted["TF_NUM_INTRAOP_THREADS"] == wanted["TF_NUM_INTEROP_THREADS"] == str(thread_share(2))
@@ -148,29 +147,33 @@ def test_a_slurm_step_is_handed_to_tensorflow_with_a_thread_share():
 
 def test_a_thread_setting_is_kept_under_slurm():
     env = step_env(0, nodes="vm", tasks_per_node="2", MOVINGLINE_THREADS="3")
-    settings = training_settings(env)
-    assert settings.threads == 3 and settings.worker.is_chief
-    assert tensorflow_environment(settings, env)["TF_NUM_INTRAOP_THREADS"] == "3"
+    cluster = read_cluster(env)
+    settings, more = worker_settings(cluster, read_settings(env), env)
+    assert settings.threads == 3 and cluster.rank == 0
+    assert tensorflow_environment(settings, env, more)["TF_NUM_INTRAOP_THREADS"] == "3"
 
 
 def test_tf_config_wins_over_slurm():
     config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
     env = step_env(4) | {"TF_CONFIG": json.dumps(config)}
-    settings = training_settings(env)
-    assert settings.cluster.addresses == ("a:1", "b:2") and settings.worker == Worker(1, 2)
-    assert settings.tf_config is None and settings.threads is None
-    wanted = tensorflow_environment(settings, env)
+    cluster = read_cluster(env)
+    settings, more = worker_settings(cluster, read_settings(env), env)
+    assert cluster.addresses == ("a:1", "b:2") and (cluster.rank, cluster.n_workers) == (1, 2)
+    assert cluster.handed_config is None and settings.threads is None
+    wanted = tensorflow_environment(settings, env, more)
     assert "TF_CONFIG" not in wanted and "TF_NUM_INTRAOP_THREADS" not in wanted
 
 
 def test_the_cluster_is_read_only_for_training():
-    assert read_settings(step_env(1)).cluster is None
-    assert training_settings(step_env(1)).worker == Worker(1, 5)
+    """The other stages read the settings alone; only the train stage reads the cluster."""
+    import stages.evaluate
+    import stages.train
+
+    assert "read_cluster" in vars(stages.train) and "read_cluster" not in vars(stages.evaluate)
+    assert read_cluster(step_env(1)).n_workers == 5
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_stage_exits_2_with_one_line_on_a_bad_slurm_step(project):
     env = {k: v for k, v in stage_env().items() if k not in ("TF_CONFIG", *SLURM_VARIABLES)}
@@ -202,8 +205,6 @@ def srun_run(slurm, data, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_srun_trains_on_two_workers_and_only_the_chief_writes(slurm, srun_run, data, tmp_path):
     """Each task in its own copy of the project, as on separate machines: task 1 writes nothing."""
@@ -218,8 +219,6 @@ def test_srun_trains_on_two_workers_and_only_the_chief_writes(slurm, srun_run, d
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_srun_matches_one_process(srun_run, data, built_project):
     """built_project trained the same params in one process (the data are the same, byte for byte)."""
@@ -231,8 +230,6 @@ def test_srun_matches_one_process(srun_run, data, built_project):
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_srun_gives_the_same_bytes_as_two_tf_config_workers(srun_run, data, tmp_path):
     """The same cluster and, by the same thread share rule, the same threads: the same bytes."""
@@ -243,8 +240,6 @@ def test_srun_gives_the_same_bytes_as_two_tf_config_workers(srun_run, data, tmp_
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_a_step_signalled_mid_training_stops_every_worker_without_output(slurm, tmp_path):
     """What the batch script does before a time limit: `scancel --signal=TERM` reaches the workers.
@@ -283,8 +278,6 @@ def dvc_repo_with_remote(root: Path, params: dict | None = None) -> Path:
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_the_sbatch_script_trains_and_records_the_model_in_dvc(srun_run, tmp_path):
     repo = dvc_repo_with_remote(tmp_path / "repo")
@@ -306,8 +299,6 @@ def job_state(job: str) -> str:
 
 
 @pytest.mark.slow
-
-
 @pytest.mark.full
 def test_a_signalled_job_requeues_and_resumes(slurm, tmp_path):
     # Long enough (two epochs of 500 steps) that the signal lands mid-training.

@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 
-from movingline.dataset import DatasetReader
-from movingline.steps import replica_rows
-from movingline.training import train, write_curve
+from movingline.data.dataset import DatasetReader
+from movingline.cluster.team import replica_rows
+from movingline.training.loop import train, write_curve
 from tests.conftest import TINY_MODEL as MODEL
 from tests.conftest import tiny_dataset, train_params
 

@@ -4,9 +4,9 @@ kept, the held-out sequences never trained on, and early stopping."""
 import numpy as np
 import pytest
 
-from movingline.dataset import DatasetReader, write_dataset
-from movingline.session import validation_due
-from movingline.training import train
+from movingline.data.dataset import DatasetReader, write_dataset
+from movingline.training.session import validation_due
+from movingline.training.loop import train
 from tests.conftest import TINY_MODEL, tiny_dataset, train_params
 
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 import h5py
 import numpy as np
 
-from movingline.batching import batch_bounds
+from movingline.data.batching import batch_bounds
 from movingline.errors import InputError, one_line
 
 FORMAT_NAME = "movingline-sequences"

@@ -1,10 +1,10 @@
-"""Training: a short loop over a Session, the same under one process and under N workers.
+"""Training: a short loop over a Session, and the stage's outputs of it.
 
-The session (movingline/session.py) holds the run's state and makes its moves; the steps
-(movingline/steps.py) say how one global batch is split between the workers. The loop
-only orders the moves, shows progress and stops between steps when asked: a signal
-(SIGINT, SIGTERM) is noted, put to a vote in the next step's all-reduce, and obeyed after
-it on every worker, once the chief has saved a checkpoint.
+The session (session.py) holds the run's state and makes its moves; the loop only orders
+them, shows progress and stops between steps when asked: a signal (SIGINT, SIGTERM) is
+noted (``Interruptions``), and the run stops after the step, once the chief has saved a
+checkpoint (checkpoint.py). Under N workers the signal is put to a vote in the next step's
+all-reduce, so that all stop after the same step; the team (team.py) says which.
 
 Keras 3's ``model.fit`` cannot run under MultiWorkerMirroredStrategy (keras-team/keras#20585),
 hence this loop; one process uses it too, under TensorFlow's default strategy.
@@ -15,25 +15,22 @@ from __future__ import annotations
 import csv
 import logging
 import signal
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from movingline import runtime
-from movingline.dataset import DatasetReader
+from movingline.data.dataset import DatasetReader
 from movingline.environment import training_record
+from movingline.errors import Terminated
 from movingline.model import save_model
 from movingline.outputs import write_json
 from movingline.params import ModelParams, TrainParams
-from movingline.resume import Checkpointing, Interruptions
-from movingline.session import Session, TrainingRun
-from movingline.state import CurveRow
-from movingline.steps import peers_lost_as_cluster_error
-from movingline.settings import Worker
-
-if TYPE_CHECKING:
-    import tensorflow as tf
+from movingline.training.checkpoint import Checkpoint
+from movingline.training.session import Session, TrainingRun
+from movingline.training.state import CurveRow
+from movingline.training.team import Alone, Team
 
 log = logging.getLogger(__name__)
 
@@ -42,40 +39,75 @@ def train(
     reader: DatasetReader,
     model_params: ModelParams,
     params: TrainParams,
-    strategy: tf.distribute.Strategy | None = None,
     *,
-    worker: Worker = Worker(),
+    team: Team | None = None,
     progress: int = 0,
-    checkpointing: Checkpointing | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainingRun:
-    """Builds the model and trains it for ``params.epochs`` epochs under ``strategy`` (default: one process).
+    """Builds the model and trains it for ``params.epochs`` epochs.
 
-    ``worker`` is this process's place among the strategy's workers; it chooses the rows
-    read. ``progress`` is Keras's verbosity: 0 silent, 1 a live bar, 2 a line per epoch.
-    With ``checkpointing`` it continues from a checkpoint of the same run, and the chief saves
-    one every ``interval_s`` seconds and when interrupted. It stops early at
-    ``params.patience`` validations without improvement; with validation on
-    (``params.validation_sequences``), the model returned holds the best validation loss's weights.
+    ``team`` is the processes it trains in (default: this one, ``Alone``). ``progress`` is
+    Keras's verbosity: 0 silent, 1 a live bar, 2 a line per epoch. With ``checkpoint`` it
+    continues from a checkpoint of the same run, and the chief saves one when due and when
+    interrupted. It stops early at ``params.patience`` validations without improvement; with
+    validation on (``params.validation_sequences``), the model returned holds the best
+    validation loss's weights.
     """
-    session = Session(reader, model_params, params, strategy or runtime.tf.distribute.get_strategy(), worker, checkpointing)
+    team = team if team is not None else Alone()
+    session = Session(reader, model_params, params, team, checkpoint)
     display = _Progress(progress, params.epochs, session.steps_per_epoch)
     with Interruptions() as interruptions:
         for index, epoch, batch in session.batches():
             if session.starts_epoch(index):
                 display.start_epoch(epoch)
-            with peers_lost_as_cluster_error(worker, index + 1):
-                row = session.step(index, epoch, batch, stop_vote=interruptions.signum is not None)
+            signalled = interruptions.signum is not None
+            with team.guard(index + 1):
+                row = session.step(index, epoch, batch, stop_vote=signalled)
                 session.validate_if_due(row)
             session.record(row)
             display.show(index, row)
-            # One process stops on its own signal; workers stop together, on the step's vote.
-            stopping = session.stop_voted or (interruptions.signum is not None and worker.count == 1)
+            stopping = team.stopping(signalled=interruptions.signum is not None, voted=session.stop_voted)
             session.save_if_due(stopping)
             if stopping:
                 raise interruptions.exception(interruptions.signum if interruptions.signum is not None else signal.SIGTERM)
             if session.out_of_patience():
                 break
     return session.finish()
+
+
+class Interruptions:
+    """Notes SIGINT and SIGTERM instead of stopping at once, so that the loop stops between steps.
+
+    A second signal stops at once, without a checkpoint.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __enter__(self) -> "Interruptions":
+        # Only the main thread may set handlers; elsewhere signals keep their usual effect.
+        if threading.current_thread() is not threading.main_thread():
+            self._previous = {}
+            return self
+        self._previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in self._previous:
+            signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _note(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise self.exception(signum)
+        self.signum = signum
+        log.info("train: %s received; stopping after this step (again to stop at once)", signal.Signals(signum).name)
+
+    @staticmethod
+    def exception(signum: int | None) -> BaseException:
+        """What the stage's runner turns into the usual exit status (130 or 143)."""
+        return KeyboardInterrupt() if signum in (None, signal.SIGINT) else Terminated(signum)
 
 
 def log_summary(run: TrainingRun) -> None:

@@ -1,7 +1,7 @@
 """Where a training run stands: its steps, curve, best weights, patience and time.
 
 Plain data and its own rules, with no TensorFlow and no file format: the session
-(movingline/session.py) changes it, the checkpoint (movingline/checkpoints.py) stores it.
+(session.py) changes it, the checkpoint (checkpoint.py) stores it.
 """
 
 from dataclasses import dataclass, field

@@ -1,11 +1,10 @@
 """One training run as an object: its state and its moves.
 
-A Session builds the model and optimiser under the strategy, starts from a checkpoint or
-step 0 (movingline/resume.py), and then makes the moves the loop in movingline/training.py
-calls in order: the next batch, a step, a validation when due, a checkpoint when due, and
-a stop when asked (a signal, a peer's vote) or when patience runs out. Under N workers each
-reads its own rows of every global batch and every choice is made alike on every worker,
-from numbers that went through the step's all-reduce.
+A Session builds the model and optimiser under its team's strategy, starts from a
+checkpoint or step 0 (movingline/training/checkpoint.py), and then makes the moves the loop
+in movingline/training/loop.py calls in order: the next batch, a step, a validation when
+due, a checkpoint when due, and a stop when patience runs out. Its team (team.py) says which
+rows of each global batch this process reads: all of them when it trains alone.
 
 Validation scores the last ``train.validation_sequences`` of the training file: every
 ``train.validate_every`` steps, or at each epoch's end when it is 0, and after the last step.
@@ -23,19 +22,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from movingline import runtime
-from movingline.batching import batch_bounds
-from movingline.checkpoints import save_checkpoint
-from movingline.dataset import DatasetReader
+from movingline.data.batching import batch_bounds
+from movingline.data.dataset import DatasetReader
 from movingline.model import build_model
 from movingline.params import ModelParams, TrainParams
-from movingline.resume import Checkpointing, snapshot, starting_state, variables
-from movingline.state import CurveRow
-from movingline.steps import make_train_step, make_validation_step, replica_rows
-from movingline.settings import Worker
+from movingline.training.checkpoint import Checkpoint, resume, snapshot
+from movingline.training.state import CurveRow
+from movingline.training.steps import make_train_step, make_validation_step
+from movingline.training.team import Team
 
 if TYPE_CHECKING:
     import keras
-    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +72,18 @@ class Session:
     """A training run's state (step, curve, best weights, patience, time) and its moves."""
 
     def __init__(self, reader: DatasetReader, model_params: ModelParams, params: TrainParams,
-                 strategy: tf.distribute.Strategy, worker: Worker, checkpointing: Checkpointing | None):
-        if strategy.num_replicas_in_sync != worker.count:
-            # Each process feeds one replica; several GPUs in one host take one worker each.
-            raise ValueError(f"{strategy.num_replicas_in_sync} replicas on {worker.count} worker(s): run one "
-                             "worker per GPU (set CUDA_VISIBLE_DEVICES per worker)")
+                 team: Team, checkpoint: Checkpoint | None):
         if not params.validating and (params.validate_every or params.patience):
             log.info("train: train.validate_every and train.patience have no effect: train.validation_sequences is 0")
-        self.reader, self.params, self.worker, self.checkpointing = reader, params, worker, checkpointing
+        self.reader, self.params, self.team, self.checkpoint = reader, params, team, checkpoint
         runtime.make_deterministic(params.seed)
-        size = reader.info.size
+        size, strategy = reader.info.size, team.strategy
         with strategy.scope():
             self.model = build_model(size, model_params)
             optimizer = runtime.keras.optimizers.Adam(learning_rate=params.learning_rate)
             optimizer.build(self.model.trainable_variables)
-        self.weights, self.slots = variables(self.model, optimizer)
-        self.state = starting_state(checkpointing, strategy, self.weights, self.slots, worker)
+        self.weights, self.slots = list(self.model.weights), list(optimizer.variables)
+        self.state = resume(checkpoint, team, self.weights, self.slots)
         self.resumed_at, self.earlier_seconds = self.state.step, self.state.seconds
         self.n_train = len(reader) - params.validation_sequences
         self.schedule = epoch_schedule(self.n_train, params)
@@ -99,7 +92,6 @@ class Session:
         self.step_ends: list[float] = []
         self.stop_voted = False
         self.started = time.perf_counter()
-        self.last_save = time.monotonic()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -114,7 +106,7 @@ class Session:
 
     def read(self, bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int]:
         """This worker's rows of the global batch ``bounds``: frames, float labels, global batch size."""
-        start, stop = replica_rows(*bounds, self.worker.rank, self.worker.count)
+        start, stop = self.team.rows(*bounds)
         labels = self.reader.read_labels(start, stop).astype(np.float32)
         return self.reader.read_frames(start, stop), labels, bounds[1] - bounds[0]
 
@@ -133,7 +125,7 @@ class Session:
                 yield index, self.schedule[index][0], batch
 
     def step(self, index: int, epoch: int, batch: tuple, stop_vote: bool) -> CurveRow:
-        """Trains on one global batch; a vote to stop joins the other workers' in the step's all-reduce."""
+        """Trains on one global batch; a vote to stop is summed over the workers in the step's all-reduce."""
         frames, labels, global_size = batch
         loss, accuracy, votes = self.train_step(frames, labels, np.int64(global_size), np.float32(stop_vote))
         self.stop_voted = float(votes) > 0
@@ -149,7 +141,7 @@ class Session:
         row.val_loss, row.val_accuracy = self.validation_scores()
         if self.state.is_new_best(row):
             # Only the chief writes the model; the others keep no copy of the best weights.
-            self.state.best_weights = snapshot(self.weights) if self.worker.is_chief else None
+            self.state.best_weights = snapshot(self.weights) if self.team.is_chief else None
 
     def validation_scores(self) -> tuple[float, float]:
         """Mean binary cross-entropy and accuracy over the validation sequences, at the current weights."""
@@ -166,19 +158,16 @@ class Session:
         self.step_ends.append(time.perf_counter())
 
     def save_if_due(self, stopping: bool) -> None:
-        """The chief saves a checkpoint every ``interval_s`` seconds, and before stopping."""
-        if self.checkpointing is None or not self.worker.is_chief:
-            return
-        if not stopping and time.monotonic() - self.last_save < self.checkpointing.interval_s:
+        """The chief saves a checkpoint when one is due (checkpoint.py says when)."""
+        if self.checkpoint is None or not self.team.is_chief or not self.checkpoint.due(stopping):
             return
         self.state.weights, self.state.optimizer = snapshot(self.weights), snapshot(self.slots)
         self.state.seconds = self.earlier_seconds + time.perf_counter() - self.started
         began = time.perf_counter()
-        save_checkpoint(self.checkpointing.path, self.state, self.checkpointing.fingerprint)
+        self.checkpoint.save(self.state)
         log.debug("train: checkpoint at step %d saved in %.3f s", self.state.step, time.perf_counter() - began)
-        self.last_save = time.monotonic()
         if stopping:
-            log.info("train: saved a checkpoint at step %d to %s; run again to resume", self.state.step, self.checkpointing.path)
+            log.info("train: saved a checkpoint at step %d to %s; run again to resume", self.state.step, self.checkpoint.path)
 
     def out_of_patience(self) -> bool:
         if not self.state.out_of_patience(self.params.patience):

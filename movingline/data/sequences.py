@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from movingline.batching import batch_bounds
-from movingline.labels import RIGHT
+from movingline.data.batching import batch_bounds
+from movingline.data.labels import RIGHT
 
 # Samples whose uniforms are drawn at once by sample_walks: 4,096 x 49 float64 is 1.6 MB.
 WALK_BLOCK_SAMPLES = 4096

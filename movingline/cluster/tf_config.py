@@ -1,72 +1,37 @@
-"""Who this process is among the training workers: read from TF_CONFIG or a Slurm step.
-
-TF_CONFIG is what Kubernetes TFJob, Kubeflow and the cloud trainers set on every host:
+"""TF_CONFIG: the training cluster as Kubernetes TFJob, Kubeflow and the cloud trainers describe it.
 
     {"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}
 
 Workers are ranked chief first (a "chief" job, if the cluster has one), then the "worker"
-job in order; rank 0 is the chief, the only one that writes outputs.
-
-Without TF_CONFIG, a Slurm job step of several tasks (`srun -n N python -m stages.train`)
-describes the cluster instead (movingline/slurm.py). ``training_settings`` reads the
-train stage's settings, cluster included, once; nothing here imports TensorFlow or writes
-the environment: runtime.prepare(settings) hands TensorFlow what it needs.
+job in order; rank 0 is the chief, the only one that writes outputs. A Slurm step is turned
+into the same Cluster (team.py), and handed to TensorFlow as a TF_CONFIG of its own.
 """
 
 import json
-import logging
-from collections.abc import Mapping
+from dataclasses import dataclass
 
-from movingline import slurm
 from movingline.errors import InputError
-from movingline.settings import (
-    CHECKPOINT_SECONDS_VARIABLE,
-    DEFAULT_CHECKPOINT_SECONDS,
-    DEFAULT_HEARTBEAT_TIMEOUT_S,
-    DEFAULT_PEER_TIMEOUT_S,
-    HEARTBEAT_TIMEOUT_VARIABLE,
-    PEER_TIMEOUT_VARIABLE,
-    TF_CONFIG_VARIABLE as VARIABLE,
-    Cluster,
-    Settings,
-    read_setting,
-    read_settings,
-    thread_share,
-)
 
-log = logging.getLogger(__name__)
-
+VARIABLE = "TF_CONFIG"
 # Jobs that train; TF_CONFIG may name others (ps, evaluator) that this trainer has no use for.
 TRAINING_JOBS = ("chief", "worker")
 
 
-def training_settings(env: Mapping[str, str]) -> Settings:
-    """The train stage's settings: read_settings' and the cluster (TF_CONFIG, else a Slurm
-    step of several tasks, else none), the checkpoint interval and the peer timeouts."""
-    settings = read_settings(env)
-    cluster, tf_config_value, threads = _read_cluster(env), None, settings.threads
-    if cluster is None and (step := slurm_cluster(env)) is not None:
-        cluster, tasks_on_node = step
-        # TensorFlow learns its cluster from TF_CONFIG alone: the step's is handed over that way.
-        tf_config_value = tf_config(cluster.addresses, cluster.rank)
-        log.info("train: %s set from the Slurm step (%s=%s, %s=%s)", VARIABLE, slurm.SLURM_TASKS,
-                 env[slurm.SLURM_TASKS], slurm.SLURM_NODES, env[slurm.SLURM_NODES])
-        # Each of a node's tasks keeps to its share of the cores, as --local-workers does.
-        threads = threads if threads is not None else thread_share(tasks_on_node)
-    return Settings(
-        settings.debug,
-        threads,
-        cluster,
-        tf_config_value,
-        read_setting(env, CHECKPOINT_SECONDS_VARIABLE, DEFAULT_CHECKPOINT_SECONDS, "seconds"),
-        read_setting(env, PEER_TIMEOUT_VARIABLE, DEFAULT_PEER_TIMEOUT_S, "seconds"),
-        read_setting(env, HEARTBEAT_TIMEOUT_VARIABLE, DEFAULT_HEARTBEAT_TIMEOUT_S, "seconds"),
-    )
+@dataclass(frozen=True)
+class Cluster:
+    """The training workers' addresses, and where this process stands among them."""
 
+    addresses: tuple[str, ...]  # every worker's host:port, by rank
+    rank: int
+    task_type: str
+    task_index: int
+    job_sizes: tuple[tuple[str, int], ...]  # (job, number of tasks) of the training jobs, chief first
+    handed_config: str | None = None  # the TF_CONFIG to hand TensorFlow (a Slurm step's); None: already set
+    tasks_on_node: int = 1  # workers on this machine, which share its cores (a Slurm step's)
 
-def _read_cluster(env: Mapping[str, str]) -> Cluster | None:
-    text = env.get(VARIABLE, "").strip()
-    return parse_tf_config(text) if text else None
+    @property
+    def n_workers(self) -> int:
+        return len(self.addresses)
 
 
 def parse_tf_config(text: str) -> Cluster:
@@ -112,16 +77,6 @@ def _training_jobs(cluster: dict) -> dict[str, list[str]]:
         # Two workers cannot both listen on one address: the second would wait out the peer timeout.
         raise InputError(f"{VARIABLE}: {', '.join(twice)} is named more than once; every worker needs its own host:port")
     return jobs
-
-
-def slurm_cluster(env: Mapping[str, str]) -> tuple[Cluster, int] | None:
-    """The cluster of a Slurm job step of several tasks (all in one "worker" job, rank 0 the
-    chief), and how many of its tasks run on this node; None outside such a step."""
-    step = slurm.read_step(env)
-    if step is None:
-        return None
-    n_tasks = len(step.addresses)
-    return Cluster(step.addresses, step.rank, "worker", step.rank, (("worker", n_tasks),)), step.tasks_on_node
 
 
 def tf_config(addresses: list[str] | tuple[str, ...], rank: int) -> str:

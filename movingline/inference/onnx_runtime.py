@@ -3,7 +3,7 @@
 ``OnnxModel`` answers the two questions the prediction code asks a Keras model
 (``input_shape`` and ``predict_on_batch``), so ``prediction.predict_batches`` and
 ``model.frame_size`` take either. ``load_predictor`` picks the route from the file name;
-only a ``.keras`` file loads TensorFlow (through movingline.model and movingline.runtime).
+only a ``.keras`` file loads TensorFlow (runtime.prepare, then movingline.model).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from movingline.errors import InputError, one_line
+from movingline.settings import Settings
 
 ONNX_SUFFIX = ".onnx"
-# The names the export gives the graph's input and output (movingline/onnx_export.py).
+# The names the export gives the graph's input and output (export.py).
 INPUT_NAME = "frames"
 OUTPUT_NAME = "right"
 
@@ -56,10 +57,11 @@ def load_onnx_model(path: Path) -> OnnxModel:
     return OnnxModel(path.read_bytes(), str(path))
 
 
-def load_predictor(path: Path):
-    """The model at ``path``: onnxruntime's for a .onnx file, else Keras's (which loads TensorFlow)."""
+def load_predictor(path: Path, settings: Settings):
+    """The model at ``path``: onnxruntime's for a .onnx file, else Keras's (which loads TensorFlow
+    with ``settings``)."""
     if path.suffix == ONNX_SUFFIX:
         return load_onnx_model(path)
     from movingline.model import load_model
 
-    return load_model(path)
+    return load_model(path, settings)

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from movingline.dataset import write_dataset
-from movingline.plots import save_frame_strip
+from movingline.data.dataset import write_dataset
+from movingline.data.pictures import save_frame_strip
 from movingline.preflight import sequence_bytes
-from movingline.sequences import iter_frame_batches, render_frames, sample_walks
+from movingline.data.sequences import iter_frame_batches, render_frames, sample_walks
 
 # Samples are rendered and written in batches of at most this many, or fewer where the
 # batch's frames would take more than RENDER_BATCH_BYTES (beyond size 50), so that memory

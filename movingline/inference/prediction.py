@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from movingline.dataset import DatasetReader
-from movingline.evaluation import predicted_labels
-from movingline.labels import LABEL_NAMES
-from movingline.sequences import drawing_times, iter_frame_batches, sample_walks
+from movingline.data.dataset import DatasetReader
+from movingline.inference.metrics import predicted_labels
+from movingline.data.labels import LABEL_NAMES
+from movingline.data.sequences import drawing_times, iter_frame_batches, sample_walks
 
 Batches = Iterator[tuple[np.ndarray, np.ndarray | None]]
 

@@ -1,42 +1,23 @@
 """The compiled training and validation steps, the same under one process and under N workers.
 
-Every step takes one global batch of ``train.batch_size`` consecutive sequences. Under a
-``tf.distribute`` strategy of N replicas (one per worker here) replica r reads only its own
-rows of that batch (``replica_rows``), computes the binary cross-entropy of each of its
-sequences, and divides their sum by the size of the whole global batch
-(``tf.nn.compute_average_loss``). The optimiser sums the replicas' gradients (an
-all-reduce) before Adam updates the weights on every replica alike, so N workers take the
-same steps as one process, up to the order in which floats are summed.
-
-TensorFlow loads on the first call here, not on import (movingline/runtime.py).
+Every step takes one global batch of ``train.batch_size`` consecutive sequences. Each replica
+(one process alone, or one per worker) computes the binary cross-entropy of each sequence it
+was given and divides their sum by the size of the whole global batch
+(``tf.nn.compute_average_loss``); the optimiser sums the replicas' gradients (an all-reduce,
+nothing to sum alone) before Adam updates the weights, so N workers take the same steps as
+one process, up to the order in which floats are summed.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from movingline import runtime
-from movingline.errors import ClusterError
-from movingline.labels import THRESHOLD
-from movingline.settings import Worker
+from movingline.data.labels import THRESHOLD
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
-
-
-def replica_rows(start: int, stop: int, replica: int, n_replicas: int) -> tuple[int, int]:
-    """The rows of the global batch [start, stop) that replica ``replica`` of ``n_replicas`` reads.
-
-    Contiguous, in replica order, covering the batch exactly once, and within one row of
-    each other in size: with 32 rows and 3 replicas, 10, 11 and 11. A batch shorter than
-    the number of replicas leaves some replicas no rows; they still take part in the step
-    (their gradient is zero), because every replica must join every all-reduce.
-    """
-    size = stop - start
-    return start + replica * size // n_replicas, start + (replica + 1) * size // n_replicas
 
 
 def replica_metrics(probabilities: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -98,21 +79,3 @@ def make_validation_step(model: keras.Model, strategy: tf.distribute.Strategy, s
         return tuple(_summed(strategy, *strategy.run(replica_step, args=(frames, labels))))
 
     return validation_step
-
-
-@contextlib.contextmanager
-def peers_lost_as_cluster_error(worker: Worker, step: int) -> Iterator[None]:
-    """Turns the error a collective op raises when a peer is gone into one ClusterError line."""
-    errors = runtime.tf.errors
-    peer_errors = (errors.UnavailableError, errors.DeadlineExceededError, errors.CancelledError,
-                   errors.AbortedError, errors.InternalError)
-    try:
-        yield
-    except peer_errors as error:
-        if worker.count == 1:
-            raise
-        raise ClusterError(
-            f"worker {worker.rank} of {worker.count} lost contact with another worker at step {step} "
-            f"(it stopped, or the network failed; TensorFlow raised {type(error).__name__}); "
-            "no model was written"
-        ) from None

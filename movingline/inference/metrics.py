@@ -5,7 +5,7 @@ Pure functions on arrays; the evaluate stage writes what they return.
 
 import numpy as np
 
-from movingline.labels import LABEL_NAMES, LEFT, RIGHT, THRESHOLD
+from movingline.data.labels import LABEL_NAMES, LEFT, RIGHT, THRESHOLD
 
 
 def predicted_labels(probabilities: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 TensorFlow's own SlurmClusterResolver needs nvidia-smi and GPUs, so the step's variables
 are read here: the step's nodes (a compressed hostlist), how many tasks run on each, this
 task's rank, and a port for each task that every task works out alike without talking.
-Nothing here imports TensorFlow; movingline/cluster.py turns the step into the cluster.
+Nothing here imports TensorFlow; team.py turns the step into the cluster.
 """
 
 import itertools

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from movingline import runtime
-from movingline.serving import INPUT_NAME, OUTPUT_NAME, OnnxModel
+from movingline.inference.onnx_runtime import INPUT_NAME, OUTPUT_NAME, OnnxModel
 
 if TYPE_CHECKING:
     import keras
@@ -119,7 +119,7 @@ class Agreement:
 
 def compare(keras_model: keras.Model, onnx_model: OnnxModel, frames: np.ndarray) -> Agreement:
     """Runs both models on ``frames`` (uint8, (n, time, s, s, 1)) and compares their probabilities."""
-    from movingline.evaluation import predicted_labels
+    from movingline.inference.metrics import predicted_labels
 
     expected = np.asarray(keras_model.predict_on_batch(frames), dtype=np.float64).reshape(-1)
     found = np.asarray(onnx_model.predict_on_batch(frames), dtype=np.float64).reshape(-1)
