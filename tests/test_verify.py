@@ -1,4 +1,4 @@
-"""bench.verify: the verdict on a workspace against what HEAD records.
+"""reproduction.verify: the verdict on a workspace against what HEAD records.
 
 The comparisons are unit-tested on small dicts; the verdicts end to end on a tiny repository
 after a real `dvc repro`, where "another numeric environment" is made by committing what such
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import verify
+from reproduction import verify
 from tests.conftest import ROOT, copy_repo, dvc, run, write_params
 
 LOCK = {
@@ -74,7 +74,7 @@ def test_other_bits_in_the_same_environment_are_not_a_reproduction():
 
 
 def run_verify(repo: Path, check: bool = False):
-    return run([sys.executable, "-m", "bench.verify", "--repo", str(repo)], ROOT, check=check)
+    return run([sys.executable, "-m", "reproduction.verify", "--repo", str(repo)], ROOT, check=check)
 
 
 def commit_as_another_environment(repo: Path, loss_factor: float, curve_shift: float) -> None:

@@ -1,7 +1,7 @@
 """Does this workspace reproduce what HEAD records? One line per output, then one verdict.
 
-    bash run.sh verify            # or, in the venv: python -m bench.verify
-    python -m bench.verify --repo PATH
+    bash run.sh verify            # or, in the venv: python -m reproduction.verify
+    python -m reproduction.verify --repo PATH
 
 Run it after `dvc repro`. It compares the workspace's `dvc.lock` with HEAD's (the hash of
 every output), and `metrics.json` and `training.json` with HEAD's copies in git. The verdict:
