@@ -125,9 +125,9 @@ case "$job" in
         echo
         # Status 1 is the verdict "not reproduced" (after a change of params, say): the
         # pipeline itself ran, so that is no failure of this command.
-        python -m bench.verify || [ $? -eq 1 ]
+        python -m reproduction.verify || [ $? -eq 1 ]
         ;;
-    verify) setup; python -m bench.verify "$@" ;;
+    verify) setup; python -m reproduction.verify "$@" ;;
     test)
         setup --dev
         if [ "${1:-}" = --all ]; then
@@ -138,7 +138,7 @@ case "$job" in
         fi
         ;;
     bench) setup; python -m bench.benchmark "$@" ;;
-    fingerprint) setup; python -m bench.fingerprint "$@" ;;
+    fingerprint) setup; python -m reproduction.fingerprint "$@" ;;
     *)
         sed -n '2,18p' "$0" >&2
         exit 2

@@ -81,7 +81,9 @@ def train(frames: np.ndarray, labels: np.ndarray, size: int) -> None:
 
 
 def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from movingline.runtime import LOG_LEVEL_VARIABLE
+
+    os.environ.setdefault(LOG_LEVEL_VARIABLE, "2")
     parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=["generate", "train"], help="generate only, or generate then train")
     parser.add_argument("--size", type=int, default=50, help="frame size (default: %(default)s)")

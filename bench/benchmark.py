@@ -31,8 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.machine import commit
-from bench.process import ROOT, run_measured
+from bench.machine import ROOT, commit
+from bench.process import run_measured
 from movingline.environment import describe_cpu
 
 log = logging.getLogger("benchmark")

@@ -1,6 +1,6 @@
 """Keras's ``fit`` path, as the train stage used it before the tf.distribute loop.
 
-Not used by any stage: bench/training.py measures the loop against it, and
+Not used by any stage: bench/loop_vs_fit.py measures the loop against it, and
 tests/test_training.py checks that the loop takes the same steps as ``fit``.
 """
 

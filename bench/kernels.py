@@ -14,11 +14,11 @@ The settings (VARIANTS), each given to the child process's environment:
 
 Every run is one process training the default model (params.yaml) for one epoch on the same
 file, as the train stage does (movingline.training.train, then movingline.model.save_model;
-bench/training.py's loop child), and the settings alternate (pinned, default, off, pinned,
+bench/loop_vs_fit.py's loop child), and the settings alternate (pinned, default, off, pinned,
 ...) so that other work on the machine hits them alike. The child is not `python -m
 stages.train` itself because the stage logs only its mean speed over all steps, the first
 step's graph tracing included; the child records the end of every step. Per setting the
-table gives the median steady-state speed (the steps after bench/training.py's WARMUP_STEPS),
+table gives the median steady-state speed (the steps after bench/loop_vs_fit.py's WARMUP_STEPS),
 the median wall time of the whole process (interpreter, TensorFlow's import, training and the
 save) and the saved model's md5. The results are also written to bench/results/kernels.json
 and kernels.csv, with the CPU, the commit and the load average.
@@ -35,13 +35,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.machine import commit
-from bench.process import ROOT, run_measured
-from bench.training import child_command, training_set
-from movingline.environment import cpu_flag, cpu_model, read_cpuinfo
+from bench.machine import ROOT, commit
+from bench.process import run_measured
+from bench.loop_vs_fit import child_command, training_set
+from movingline.environment import describe_cpu
+from movingline.runtime import ISA_VARIABLE, ONEDNN_VARIABLE
 
-ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
-ISA = "ONEDNN_MAX_CPU_ISA"
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -55,9 +54,10 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("pinned", {ONEDNN: None, ISA: None}, "no kernel variables set: the project's choice"),
-    Variant("default", {ONEDNN: None, ISA: "ALL"}, f"{ISA}=ALL: TensorFlow's own choice, no ISA cap"),
-    Variant("off", {ONEDNN: "0", ISA: None}, f"{ONEDNN}=0: oneDNN off"),
+    Variant("pinned", {ONEDNN_VARIABLE: None, ISA_VARIABLE: None}, "no kernel variables set: the project's choice"),
+    Variant("default", {ONEDNN_VARIABLE: None, ISA_VARIABLE: "ALL"},
+            f"{ISA_VARIABLE}=ALL: TensorFlow's own choice, no ISA cap"),
+    Variant("off", {ONEDNN_VARIABLE: "0", ISA_VARIABLE: None}, f"{ONEDNN_VARIABLE}=0: oneDNN off"),
 )
 
 
@@ -167,11 +167,8 @@ def main() -> None:
     if args.n_samples < 1 or args.repeat < 1:
         parser.error("--n-samples and --repeat must be at least 1")
 
-    cpuinfo = read_cpuinfo()
-    vnni = cpu_flag(cpuinfo, "avx512_vnni")
     details = {
-        "cpu": cpu_model(cpuinfo),
-        "avx512_vnni": vnni,
+        "cpu": describe_cpu(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "commit": commit(),
@@ -181,8 +178,7 @@ def main() -> None:
         "variants": {variant.name: variant.meaning for variant in VARIANTS},
         "load_average_before": os.getloadavg()[0],
     }
-    has_vnni = "n/a" if vnni is None else "yes" if vnni else "no"
-    print(f"cpu: {details['cpu']}, {details['cpus']} CPUs; avx512_vnni: {has_vnni}")
+    print(f"cpu: {details['cpu']}; {details['cpus']} CPUs")
     print(f"commit {details['commit']}, {details['date']}, load average {details['load_average_before']:.2f} before")
     runs: list[KernelRun] = []
     with tempfile.TemporaryDirectory(prefix="movingline-kernels-") as folder:

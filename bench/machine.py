@@ -1,4 +1,6 @@
-"""Which checkout a measurement ran on (the CPU it ran on: movingline.environment.describe_cpu)."""
+"""Which checkout a measurement ran on (the CPU it ran on: movingline.environment.describe_cpu).
+
+ROOT is the checkout's root: every benchmark and script here finds the project's files from it."""
 
 import subprocess
 from pathlib import Path

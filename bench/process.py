@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.machine import ROOT
+from movingline.runtime import LOG_LEVEL_VARIABLE
 
 
 class Usage(NamedTuple):
@@ -21,7 +22,7 @@ class Usage(NamedTuple):
 def child_environment(changes: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """This process's environment for a child run from the project root, with ``changes``
     applied: a value sets the variable, None removes it."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    env = {**os.environ, LOG_LEVEL_VARIABLE: "2", "PYTHONPATH": str(ROOT)}
     for name, value in (changes or {}).items():
         if value is None:
             env.pop(name, None)

@@ -1,6 +1,6 @@
 """Keeps README.md and docs/*.md true mechanically.
 
-Every `python -m stages|bench|experiments.NAME ...` command shown names a module whose
+Every `python -m stages|bench|reproduction|experiments.NAME ...` command shown names a module whose
 --help lists each flag used; every `bash run.sh JOB ...` names a job and options run.sh
 takes; every `-S key=value` names a params.yaml key and a value that validates; every
 relative link, and every repository path shown in code, exists (or is a git-ignored
@@ -24,14 +24,14 @@ from movingline.params import load_params
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
-MODULE_COMMAND = re.compile(r"python -m ((?:stages|bench|experiments)\.\w+)((?:\s+[^\s|;&#)`]+)*)")
+MODULE_COMMAND = re.compile(r"python -m ((?:stages|bench|reproduction|experiments)\.\w+)((?:\s+[^\s|;&#)`]+)*)")
 RUN_SH_COMMAND = re.compile(r"bash run\.sh(?:\s+([^\s|;&#)`]+))?((?:\s+[^\s|;&#)`]+)*)")
-RUN_SH_JOBS = {"setup": {"--dev", "--gpu"}, "repro": None, "verify": "bench.verify", "test": None, "bench": "bench.benchmark",
-               "fingerprint": "bench.fingerprint"}
+RUN_SH_JOBS = {"setup": {"--dev", "--gpu"}, "repro": None, "verify": "reproduction.verify", "test": None, "bench": "bench.benchmark",
+               "fingerprint": "reproduction.fingerprint"}
 OVERRIDE = re.compile(r"-S\s+'?([\w.]+)=([^\s'`]+)'?")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # Repository paths shown in code: under a top-level folder, or a top-level config file.
-TOP_FOLDERS = "stages|movingline|tests|bench|experiments|scripts|report|docs|plots|data|models|\\.ci|\\.dvc"
+TOP_FOLDERS = "stages|movingline|tests|bench|reproduction|experiments|scripts|report|docs|plots|data|models|\\.ci|\\.dvc"
 PATH = re.compile(rf"^(?:\./)?(?:(?:{TOP_FOLDERS})/[\w./-]*|[\w.-]+\.(?:yaml|lock|toml|txt))$")
 # Shown as examples, not as files of this checkout: placeholders, and files the docs' history mentions.
 PLACEHOLDER = re.compile(r"X\b|NAME|\.\.\.|[*{<]")

@@ -2,9 +2,11 @@
 
 import pytest
 
-from bench.kernels import ISA, ONEDNN, VARIANTS, KernelRun, summarise, table
-from movingline.environment import cpu_flag, cpu_model
+from bench.kernels import VARIANTS, KernelRun, summarise, table
 from bench.process import child_environment
+from movingline.environment import cpu_flag, cpu_model
+from movingline.runtime import ISA_VARIABLE as ISA
+from movingline.runtime import ONEDNN_VARIABLE as ONEDNN
 
 CPUINFO = (
     "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"

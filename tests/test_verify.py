@@ -1,4 +1,4 @@
-"""bench.verify: the verdict on a workspace against what HEAD records.
+"""reproduction.verify: the verdict on a workspace against what HEAD records.
 
 The comparisons are unit-tested on small dicts; the verdicts end to end on a tiny repository
 after a real `dvc repro`, where "another numeric environment" is made by committing what such
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import verify
+from reproduction import verify
 from tests.conftest import ROOT, copy_repo, dvc, run, write_params
 
 LOCK = {
@@ -74,7 +74,7 @@ def test_other_bits_in_the_same_environment_are_not_a_reproduction():
 
 
 def run_verify(repo: Path, check: bool = False):
-    return run([sys.executable, "-m", "bench.verify", "--repo", str(repo)], ROOT, check=check)
+    return run([sys.executable, "-m", "reproduction.verify", "--repo", str(repo)], ROOT, check=check)
 
 
 def commit_as_another_environment(repo: Path, loss_factor: float, curve_shift: float) -> None:
@@ -152,4 +152,89 @@ def test_other_params_are_not_a_reproduction(reproduced_repo, tmp_path):
 def test_without_git_it_says_so_in_one_line(tmp_path):
     result = run_verify(tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"verify: {tmp_path}: no dvc.lock in git's HEAD (is this a clone of the project?)"
+    assert result.stderr.strip() == f"error: {tmp_path}: no dvc.lock in git's HEAD (is this a clone of the project?)"
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("stages:\n  train: [\n", "not valid YAML: "),
+    ("schema: '2.0'\n\tstages: {}\n", "not valid YAML: found character '\\t' that cannot start any token (line 2, column 1)"),
+    ("", "not a dvc.lock: expected a mapping with a 'stages' mapping"),
+    ("- generate_train\n- train\n", "not a dvc.lock: expected a mapping with a 'stages' mapping"),
+    ("stages:\n  train: 3\n", "not a dvc.lock: stage 'train' is not a mapping"),
+    ("stages:\n  train:\n    deps:\n      - stages/train.py\n", "not a dvc.lock: train.deps is not a list of entries with a path"),
+    ("stages:\n  train:\n    params: [train.seed]\n", "not a dvc.lock: train.params is not a mapping of files to their values"),
+])
+def test_a_damaged_lock_is_named_with_what_is_wrong(text, why):
+    with pytest.raises(verify.VerifyError) as raised:
+        verify.parse_lock(text, "somewhere/dvc.lock")
+    assert str(raised.value).startswith(f"somewhere/dvc.lock: {why}")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_damaged_record_or_metrics_file_is_named_with_what_is_wrong():
+    for text, why in [("{", "not valid JSON: Expecting property name"), ("[1, 2]", "not a training record: expected a JSON object"),
+                      ('{"environment": [], "curve": {}}', "not a training record: 'environment' and 'curve' must be JSON objects"),
+                      ('{"environment": {}, "curve": {"loss": [0.5, "x"]}}', "not a training record: curve.loss must be a list of numbers")]:
+        with pytest.raises(verify.VerifyError, match=f"^training.json: {why}"):
+            verify.parse_record(text, "training.json")
+    with pytest.raises(verify.VerifyError, match="^metrics.json: not a metrics file: expected a JSON object$"):
+        verify.parse_object("0.98", "metrics.json", "a metrics file")
+
+
+def committed_workspace(repo: Path, lock: str, files: dict[str, str] | None = None) -> Path:
+    """A git repository whose HEAD holds ``lock`` as dvc.lock and ``files``; the workspace holds the same."""
+    repo.mkdir()
+    run(["git", "init", "-q"], repo)
+    for name, text in {"dvc.lock": lock, **(files or {})}.items():
+        (repo / name).write_text(text, encoding="utf-8")
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "committed"], repo)
+    return repo
+
+
+def test_a_damaged_workspace_lock_ends_in_one_error_line(tmp_path):
+    repo = committed_workspace(tmp_path / "repo", yaml.safe_dump(LOCK))
+    (repo / "dvc.lock").write_text("stages:\n  train: [\n", encoding="utf-8")
+    result = run_verify(repo)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"error: {repo / 'dvc.lock'}: not valid YAML: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_damaged_committed_lock_ends_in_one_error_line(tmp_path):
+    repo = committed_workspace(tmp_path / "repo", "[generate_train, train]\n")
+    (repo / "dvc.lock").write_text(yaml.safe_dump(LOCK), encoding="utf-8")
+    result = run_verify(repo)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"error: {repo / 'dvc.lock'} in git's HEAD: not a dvc.lock: "
+                             "expected a mapping with a 'stages' mapping\n")
+
+
+RECORD = json.dumps({"environment": {"threads": 2}, "curve": {"loss": [0.7, 0.1], "accuracy": [0.5, 1.0]}})
+
+
+@pytest.mark.parametrize(("damaged", "where", "why"), [
+    ("metrics.json", "in git's HEAD", "not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("training.json", "in git's HEAD", "not a training record: expected a JSON object"),
+    ("metrics.json", "", "not a metrics file: expected a JSON object"),
+    ("training.json", "", "not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+])
+def test_a_damaged_metrics_file_or_record_ends_in_one_error_line(tmp_path, monkeypatch, capsys, damaged, where, why):
+    # The workspace's lock gives metrics.json other bytes than HEAD's, so both copies are read.
+    ours = yaml.safe_load(yaml.safe_dump(LOCK))
+    ours["stages"]["evaluate"]["outs"][0]["md5"] = "y"
+    files = {"metrics.json": '{"accuracy": 1.0}', "training.json": RECORD}
+    bad = {"metrics.json": "nan?" if where else "[0.98]", "training.json": "[]" if where else ""}[damaged]
+    repo = committed_workspace(tmp_path / "repo", yaml.safe_dump(LOCK), {**files, **({damaged: bad} if where else {})})
+    (repo / "dvc.lock").write_text(yaml.safe_dump(ours), encoding="utf-8")
+    if where:
+        (repo / damaged).write_text(files[damaged], encoding="utf-8")
+    else:
+        (repo / damaged).write_text(bad, encoding="utf-8")
+    monkeypatch.setattr(verify, "pending_stages", lambda repo: [])  # no DVC project here: dvc status is not the point
+    monkeypatch.setattr(sys, "argv", ["verify", "--repo", str(repo)])
+    with pytest.raises(SystemExit) as exited:
+        verify.main()
+    output = capsys.readouterr()
+    assert (exited.value.code, output.out) == (2, "")
+    assert output.err == f"error: {' '.join(filter(None, [str(repo / damaged), where]))}: {why}\n"

@@ -1,7 +1,7 @@
 """Training speed: the custom loop (movingline/training/loop.py) against Keras's `fit` path it replaced.
 
-    python -m bench.training                       # 1,500 sequences of size 50, each path twice
-    python -m bench.training --n-samples 5000 --repeat 3
+    python -m bench.loop_vs_fit                       # 1,500 sequences of size 50, each path twice
+    python -m bench.loop_vs_fit --n-samples 5000 --repeat 3
 
 Both paths train the default model (params.yaml), built by movingline.model.build_model, on
 the same file, one process each, and the two alternate (fit, loop, fit, loop, ...) so that
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.process import ROOT, run_measured
+from bench.machine import ROOT
+from bench.process import run_measured
 
 WARMUP_STEPS = 5
 PATHS = ("fit", "loop")
@@ -64,7 +65,7 @@ def run_fit(data: Path, params):
 
 
 def run_loop(data: Path, params):
-    """The train stage's loop (movingline.training.train). Returns the model and the time after each step."""
+    """The train stage's loop (movingline.training.loop.train). Returns the model and the time after each step."""
     from movingline.data.dataset import DatasetReader
     from movingline.training.loop import train
 
@@ -93,7 +94,7 @@ def child(path: str, data: Path, params_path: Path, result: Path, model_path: Pa
 
 
 def child_command(path: str, data: Path, params_path: Path, result: Path, model_path: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", "bench.training", "--child", path, "--data", str(data)]
+    command = [sys.executable, "-m", "bench.loop_vs_fit", "--child", path, "--data", str(data)]
     command += ["--params", str(params_path), "--result", str(result)]
     return command + (["--model", str(model_path)] if model_path is not None else [])
 
@@ -118,7 +119,7 @@ def training_set(folder: Path, params_path: Path, n_samples: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.loop_vs_fit", description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", type=Path, help="an existing training set of the default size (skips generating one)")

@@ -1,8 +1,8 @@
 """One line that says which numbers this machine's TensorFlow computes for this project.
 
-    python -m bench.fingerprint            # a few seconds
-    MOVINGLINE_THREADS=1 python -m bench.fingerprint
-    python -m bench.fingerprint --ops      # also one md5 per kind of op, to find which differ
+    python -m reproduction.fingerprint            # a few seconds
+    MOVINGLINE_THREADS=1 python -m reproduction.fingerprint
+    python -m reproduction.fingerprint --ops      # also one md5 per kind of op, to find which differ
 
 Trains a small fixed CNN-LSTM (frames of 16x16, 256 sequences, 8 steps of 32) with the
 project's own generator, training loop and byte-stable save, and prints the CPU, the
@@ -96,20 +96,20 @@ def fingerprint() -> str:
     from movingline import runtime
     from movingline.settings import read_settings
 
-    runtime.prepare(read_settings(os.environ))
+    setup = runtime.prepare(read_settings(os.environ))
     with tempfile.TemporaryDirectory() as folder:
         md5 = fingerprint_md5(Path(folder))
     devices = ", ".join(device.name for device in runtime.tf.config.list_logical_devices("GPU")) or "CPU only"
-    n_threads = runtime.threads()
+    n_threads = setup.threads
     return (
-        f"fingerprint: {describe_cpu()}; {platform.machine()}; {runtime.kernel_path()}; "
+        f"fingerprint: {describe_cpu()}; {platform.machine()}; {setup.kernels}; "
         f"{n_threads} thread{'s' if n_threads != 1 else ''}; {devices}; TensorFlow {runtime.tf.__version__}; "
         f"model md5 {md5}"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.fingerprint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reproduction.fingerprint", description=__doc__.splitlines()[0])
     parser.add_argument("--ops", action="store_true", help="also print one md5 per kind of op")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -1,7 +1,7 @@
 """What one checkpoint save costs at the default model (params.yaml): copying the variables
 out of TensorFlow, then writing the .npz (with fsync) and renaming it into place.
 
-    python -m bench.checkpoints            # 20 saves, into a temporary folder
+    python -m bench.checkpoint_cost            # 20 saves, into a temporary folder
 
 It prints the CPU, the file's size and the median and worst time per save, and the share
 of training time that saving every MOVINGLINE_CHECKPOINT_SECONDS (default 60) s costs.
@@ -9,25 +9,16 @@ of training time that saving every MOVINGLINE_CHECKPOINT_SECONDS (default 60) s 
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from movingline.environment import describe_cpu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.checkpoints", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.checkpoint_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=20)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
@@ -59,7 +50,7 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         size = path.stat().st_size
     median = statistics.median(times)
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {describe_cpu()}")
     print(f"checkpoint of the default model with best weights: {size / 1e6:.1f} MB")
     print(f"per save over {args.saves}: median {median * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms")
     print(f"every {DEFAULT_SECONDS} s of training: {100 * median / DEFAULT_SECONDS:.2f}% of the training time")

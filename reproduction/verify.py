@@ -1,7 +1,7 @@
 """Does this workspace reproduce what HEAD records? One line per output, then one verdict.
 
-    bash run.sh verify            # or, in the venv: python -m bench.verify
-    python -m bench.verify --repo PATH
+    bash run.sh verify            # or, in the venv: python -m reproduction.verify
+    python -m reproduction.verify --repo PATH
 
 Run it after `dvc repro`. It compares the workspace's `dvc.lock` with HEAD's (the hash of
 every output), and `metrics.json` and `training.json` with HEAD's copies in git. The verdict:
@@ -37,7 +37,8 @@ CONFUSION = "plots/confusion.json"
 
 
 class VerifyError(Exception):
-    """The comparison cannot be made (no git, no dvc.lock...): one line, exit status 2."""
+    """The comparison cannot be made (no git, no dvc.lock, a damaged one...): one `error:` line
+    naming the file, exit status 2, and nothing else printed."""
 
 
 @dataclass
@@ -183,15 +184,81 @@ def compare_record(ours: dict, head: dict, comparison: Comparison) -> bool:
 
 def git_show(repo: Path, path: str) -> str | None:
     """HEAD's copy of ``path``, or None where HEAD has none."""
-    result = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True, check=False)
-    return result.stdout if result.returncode == 0 else None
+    result = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, check=False)
+    if result.returncode != 0:
+        return None
+    try:
+        return result.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VerifyError(f"{in_head(repo, path)}: not UTF-8 text") from None
 
 
 def read_workspace(repo: Path, path: str) -> str | None:
+    """The workspace's copy of ``path``, or None where it has none."""
     try:
         return (repo / path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError:
+        raise VerifyError(f"{repo / path}: not UTF-8 text") from None
+    except OSError as error:
+        raise VerifyError(f"{repo / path}: cannot be read: {error.strerror}") from None
+
+
+def in_head(repo: Path, path: str) -> str:
+    """How messages name HEAD's copy of ``path``."""
+    return f"{repo / path} in git's HEAD"
+
+
+def parse_lock(text: str, where: str) -> dict:
+    """A dvc.lock's text as the mapping the comparisons read: its stages, each with lists of
+    deps and outs (each with a path) and its params by file. VerifyError naming ``where`` if not."""
+    try:
+        lock = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise VerifyError(f"{where}: not valid YAML: {problem}{at}") from None
+    if not isinstance(lock, dict) or not isinstance(lock.get("stages"), dict):
+        raise VerifyError(f"{where}: not a dvc.lock: expected a mapping with a 'stages' mapping")
+    for name, stage in lock["stages"].items():
+        if not isinstance(name, str) or not isinstance(stage, dict):
+            raise VerifyError(f"{where}: not a dvc.lock: stage {name!r} is not a mapping")
+        for key in ("deps", "outs"):
+            entries = stage.get(key, [])
+            if not isinstance(entries, list) or not all(
+                    isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in entries):
+                raise VerifyError(f"{where}: not a dvc.lock: {name}.{key} is not a list of entries with a path")
+        params = stage.get("params", {})
+        if not isinstance(params, dict) or not all(
+                isinstance(file, str) and isinstance(values, dict) for file, values in params.items()):
+            raise VerifyError(f"{where}: not a dvc.lock: {name}.params is not a mapping of files to their values")
+    return lock
+
+
+def parse_object(text: str, where: str, kind: str) -> dict:
+    """A JSON object's text as a dict; VerifyError naming ``where`` if it is not one."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise VerifyError(f"{where}: not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise VerifyError(f"{where}: not {kind}: expected a JSON object")
+    return value
+
+
+def parse_record(text: str, where: str) -> dict:
+    """A training record's text (environment.training_record): an environment and a curve of numbers."""
+    record = parse_object(text, where, "a training record")
+    if not isinstance(record.get("environment", {}), dict) or not isinstance(record.get("curve", {}), dict):
+        raise VerifyError(f"{where}: not a training record: 'environment' and 'curve' must be JSON objects")
+    for column in ("loss", "accuracy"):
+        values = record.get("curve", {}).get(column, [])
+        if not isinstance(values, list) or not all(
+                isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+            raise VerifyError(f"{where}: not a training record: curve.{column} must be a list of numbers")
+    return record
 
 
 def pending_stages(repo: Path) -> list[str]:
@@ -212,7 +279,8 @@ def compare(repo: Path) -> tuple[Comparison, str]:
     ours_lock_text = read_workspace(repo, "dvc.lock")
     if ours_lock_text is None:
         raise VerifyError(f"{repo / 'dvc.lock'}: missing; run dvc repro first")
-    head_lock, ours_lock = yaml.safe_load(head_lock_text), yaml.safe_load(ours_lock_text)
+    head_lock = parse_lock(head_lock_text, in_head(repo, "dvc.lock"))
+    ours_lock = parse_lock(ours_lock_text, str(repo / "dvc.lock"))
     comparison = Comparison()
     pending = pending_stages(repo)
     if pending:
@@ -234,14 +302,16 @@ def compare(repo: Path) -> tuple[Comparison, str]:
 
     other_environment = False
     if METRICS in comparison.differing:
-        compare_metrics(json.loads(read_workspace(repo, METRICS) or "{}"), json.loads(git_show(repo, METRICS) or "{}"),
-                        comparison)
+        ours_metrics = parse_object(read_workspace(repo, METRICS) or "{}", str(repo / METRICS), "a metrics file")
+        head_metrics = parse_object(git_show(repo, METRICS) or "{}", in_head(repo, METRICS), "a metrics file")
+        compare_metrics(ours_metrics, head_metrics, comparison)
     head_record, our_record = git_show(repo, RECORD), read_workspace(repo, RECORD)
     if head_record is None or our_record is None:
         comparison.add(RECORD, "missing in " + ("HEAD" if head_record is None else "the workspace"),
                        None if not comparison.differing else f"{RECORD} is missing: the environments can't be compared")
     else:
-        other_environment = compare_record(json.loads(our_record), json.loads(head_record), comparison)
+        other_environment = compare_record(parse_record(our_record, str(repo / RECORD)),
+                                           parse_record(head_record, in_head(repo, RECORD)), comparison)
     return comparison, verdict(comparison, other_environment)
 
 
@@ -263,7 +333,7 @@ def main() -> None:
     try:
         comparison, result = compare(args.repo)
     except VerifyError as error:
-        print(f"verify: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     width = max(len(name) for name, _ in comparison.lines) if comparison.lines else 0
     print("verify: this workspace against HEAD's dvc.lock, metrics.json and training.json")
