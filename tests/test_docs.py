@@ -312,6 +312,6 @@ def test_checker_accepts_good_snippet(tmp_path: Path):
     good = (
         "`python -m stages.predict --model models/model.keras --input data/test.h5 --output out.csv`, "
         "`dvc exp run -S 'model.lstm_units=25,100'`, [install](install.md#the-requirements-files), "
-        "`movingline/dataset.py`, `plots/roc.json`\n\n    python -m stages.train --local-workers 2\n"
+        "`movingline/data/dataset.py`, `plots/roc.json`\n\n    python -m stages.train --local-workers 2\n"
     )
     assert check_doc(good, ROOT / "docs" / "good.md", tmp_path) == []
