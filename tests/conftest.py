@@ -173,7 +173,7 @@ def project_with_data(folder: Path, data: Path, params: dict | None = None) -> P
 def start_workers(roots: list[Path], *args: str, stdout=subprocess.PIPE, **env: str) -> list[subprocess.Popen]:
     """`python -m stages.train ARGS` in each project copy, as the workers of one cluster on
     127.0.0.1 (each its own TF_CONFIG), with ``env`` added to the stages' environment."""
-    from movingline.cluster.strategy import local_tf_configs
+    from movingline.cluster.local import local_tf_configs
 
     return [
         subprocess.Popen([sys.executable, "-m", "stages.train", *args], cwd=root, env=stage_env() | env | {"TF_CONFIG": config},
