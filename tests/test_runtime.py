@@ -86,3 +86,22 @@ def test_the_log_names_the_kernel_path_and_who_chose_it():
     assert describe_in_a_new_process(chosen) == (
         "oneDNN, AVX512_CORE kernels; set by TF_ENABLE_ONEDNN_OPTS=1, ONEDNN_MAX_CPU_ISA=avx512_core"
     )
+
+
+def test_tensorflow_loads_only_through_prepare():
+    code = (
+        "import sys\nfrom movingline import runtime\n"
+        "try:\n    runtime.keras\nexcept RuntimeError as error:\n    print(error)\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=stage_env(), capture_output=True, text=True)
+    assert result.stdout.splitlines() == [
+        "runtime.keras before runtime.prepare(settings): TensorFlow loads only through prepare()",
+        "False",
+    ], result.stderr
+
+
+def test_prepare_returns_the_setup_a_checkpoint_key_names():
+    setup = runtime.prepare(Settings())
+    assert setup.as_dict() == {"threads": str(setup.threads), "kernels": setup.kernels, "versions": setup.versions}
+    assert setup.versions.startswith("TensorFlow 2.") and setup.threads >= 1
