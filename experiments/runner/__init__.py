@@ -9,5 +9,6 @@ experiments `dvc exp show` lists; neither imports the other. It holds:
   params.yaml before anything runs;
 - local.py: the combinations on DVC's queue here (`dvc queue start --jobs N`);
 - slurm.py and task.py: the combinations as one Slurm job array, and one task of it;
-- launch.py: the door the front ends use: start the grid here or on Slurm, wait, say what failed.
+- launch.py: the door the front ends use: the --slurm options, start the grid here or on Slurm,
+  wait for it, say what failed.
 """

@@ -15,14 +15,30 @@ from movingline.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--slurm and the job array's options (the front ends add their own --jobs and --poll)."""
-    slurm.add_arguments(parser)
+    """--slurm and the job array's options (each front end adds its own --jobs and --poll)."""
+    add = parser.add_argument
+    add("--slurm", action="store_true", help="run the combinations as one Slurm job array")
+    add("--cpus-per-task", type=int, default=1, help="cores per task, used by TensorFlow (default: %(default)s)")
+    add("--max-running", type=int, help="at most this many tasks at once (sbatch --array=...%%N)")
+    add("--partition", help="sbatch --partition")
+    add("--time", help="sbatch --time, per task (the task checkpoints and requeues before it)")
+    add("--account", help="sbatch --account")
+    add("--sbatch-option", action="append", default=[], metavar="OPTION",
+        help="any other sbatch option, e.g. --sbatch-option=--mem=4G (repeatable)")
+
+
+def slurm_options(args: argparse.Namespace) -> slurm.SlurmOptions:
+    if args.cpus_per_task < 1 or (args.max_running is not None and args.max_running < 1):
+        raise InputError("--cpus-per-task and --max-running: expected an integer of at least 1")
+    named = [f"--{flag}={value}" for flag, value in
+             (("partition", args.partition), ("time", args.time), ("account", args.account)) if value]
+    return slurm.SlurmOptions(args.cpus_per_task, args.max_running, named + list(args.sbatch_option))
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise InputError(f"--jobs: expected an integer of at least 1, found {args.jobs}")
-    slurm.options_from(args)
+    slurm_options(args)
 
 
 def start(grid: list[Combination], baseline: str, args: argparse.Namespace, fresh: bool = False) -> str | None:
@@ -37,7 +53,7 @@ def start(grid: list[Combination], baseline: str, args: argparse.Namespace, fres
         return None
     local.still_to_run(grid, experiments(baseline), fresh)  # the removal only: the queue is not used
     repo = Path.cwd().resolve()
-    return slurm.submit(repo, baseline, slurm.shared_cache(repo), grid, slurm.options_from(args))
+    return slurm.submit(repo, baseline, slurm.shared_cache(repo), grid, slurm_options(args))
 
 
 def wait(grid: list[Combination], baseline: str, args: argparse.Namespace, job: str | None) -> dict[str, dict]:

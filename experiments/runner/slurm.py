@@ -8,7 +8,6 @@ into the user's repository last, with one `git push` of a finished experiment, s
 never half there: a task cancelled before it leaves nothing in the repository's refs.
 """
 
-import argparse
 import hashlib
 import json
 import logging
@@ -44,27 +43,6 @@ class SlurmOptions:
     cpus_per_task: int = 1
     max_running: int | None = None
     sbatch: list[str] = field(default_factory=list)  # passed through: --partition=..., --time=...
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Slurm options of every command that can run a sweep as a job array."""
-    add = parser.add_argument
-    add("--slurm", action="store_true", help="run the combinations as one Slurm job array")
-    add("--cpus-per-task", type=int, default=1, help="cores per task, used by TensorFlow (default: %(default)s)")
-    add("--max-running", type=int, help="at most this many tasks at once (sbatch --array=...%%N)")
-    add("--partition", help="sbatch --partition")
-    add("--time", help="sbatch --time, per task (the task checkpoints and requeues before it)")
-    add("--account", help="sbatch --account")
-    add("--sbatch-option", action="append", default=[], metavar="OPTION",
-        help="any other sbatch option, e.g. --sbatch-option=--mem=4G (repeatable)")
-
-
-def options_from(args: argparse.Namespace) -> SlurmOptions:
-    if args.cpus_per_task < 1 or (args.max_running is not None and args.max_running < 1):
-        raise InputError("--cpus-per-task and --max-running: expected an integer of at least 1")
-    named = [f"--{flag}={value}" for flag, value in
-             (("partition", args.partition), ("time", args.time), ("account", args.account)) if value]
-    return SlurmOptions(args.cpus_per_task, args.max_running, named + list(args.sbatch_option))
 
 
 def sweep_id(baseline: str, grid: list[Combination]) -> str:
