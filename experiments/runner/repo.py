@@ -14,11 +14,15 @@ from pathlib import Path
 from movingline.errors import InputError
 
 DVC = str(Path(sys.executable).parent / "dvc")
+# Seconds a `dvc exp show` gets: once, in a queue poll while a worker removed its temporary
+# copy of the repository, one waited on a lock for good (DVC 3).
+EXP_SHOW_TIMEOUT = 300
 
 
 def run(program: str, *args: str, cwd: Path | None = None, check: bool = True, detached: bool = False,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Runs `dvc ARGS` or `git ARGS` in ``cwd`` (default: here) and returns its output.
+        env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Runs `dvc ARGS` or `git ARGS` in ``cwd`` (default: here) and returns its output; one
+    still running after ``timeout`` seconds is killed and fails.
 
     ``detached`` gives the command no pipes: what it leaves running (the queue's workers)
     inherits its stdout and stderr, and read through pipes the call would only return once
@@ -29,7 +33,10 @@ def run(program: str, *args: str, cwd: Path | None = None, check: bool = True, d
         streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     else:
         streams = {"capture_output": True}
-    result = subprocess.run([executable, *args], cwd=cwd, env=env, text=True, **streams)
+    try:
+        result = subprocess.run([executable, *args], cwd=cwd, env=env, text=True, timeout=timeout, **streams)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"`{program} {' '.join(args)}` failed: still running after {timeout:g} s") from None
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout or "").strip().splitlines()
         where = f" in {cwd}" if cwd is not None else ""
@@ -65,7 +72,7 @@ def check_workspace(outputs: list[Path]) -> str:
 def experiments(baseline: str) -> dict[str, dict]:
     """Experiments based on ``baseline`` by name: state, params and metrics (as `dvc exp show --json`)."""
     found = {}
-    for entry in json.loads(dvc("exp", "show", "--json", "--no-fetch").stdout):
+    for entry in json.loads(dvc("exp", "show", "--json", "--no-fetch", timeout=EXP_SHOW_TIMEOUT).stdout):
         if entry.get("rev") != baseline:
             continue
         for experiment in entry.get("experiments") or []:
