@@ -91,7 +91,7 @@ def main() -> None:
     found = launch.wait(sweep, baseline, args, job)
     failed = launch.failures(sweep, found, args)
     if failed:
-        raise InputError(f"{len(failed)} of {len(runs)} experiment(s) did not succeed: {'; '.join(failed)}; "
+        raise InputError(f"{len(failed)} of {len(runs)} experiment(s) did not succeed, the first {failed[0]}; "
                          "rerun this script to retry them")
     results = with_earlier_times(collect(runs, found), csv_path)
     wall = time.monotonic() - started
