@@ -7,14 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.learning_curve import dvc_queue
-from experiments.learning_curve.dvc_queue import (
-    queued_elsewhere,
-    describe_test_set,
-    training_seconds,
-    wait_for,
-    with_earlier_times,
-)
 from experiments.learning_curve.grid import BUDGETS, MODELS, SEEDS, Result, Run, grid, set_params
 from experiments.learning_curve.report import (
     BEGIN_MARK,
@@ -26,6 +18,7 @@ from experiments.learning_curve.report import (
     update_doc,
     write_csv,
 )
+from experiments.learning_curve.results import describe_test_set, training_seconds, with_earlier_times
 from movingline.errors import InputError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -97,19 +90,6 @@ def test_summaries_take_mean_and_worst_and_the_answer_needs_every_seed():
     assert "- deep2: 1,000 training sequences" in text
 
 
-def test_experiments_queued_by_others_are_found_in_the_queue_status():
-    status = (
-        "Task     Name                         Created    Status\n"
-        "b6429b1  lc-reference-n250-s3         10:34 AM   Success\n"
-        "7ce3afb  lc-deep2-n250-s3             10:34 AM   Queued\n"
-        "345bc80  my-own-try                   10:35 AM   Queued\n"
-        "08c22a2  my-running-one               10:35 AM   Running\n"
-        "\nWorker status: 0 active, 0 idle\n"
-    )
-    assert queued_elsewhere(status, {"lc-reference-n250-s3", "lc-deep2-n250-s3"}) == ["my-own-try"]
-    assert queued_elsewhere("No experiment tasks in the queue.\n\nWorker status: 0 active, 0 idle\n", set()) == []
-
-
 def test_a_run_restored_from_the_run_cache_takes_its_time_from_the_earlier_csv(tmp_path):
     write_csv([result("reference", 250, 3, 0.9, 7.5), result("reference", 250, 4, 0.9, None)], tmp_path / "lc.csv")
     restored = [result("reference", 250, 3, 0.9, None), result("reference", 250, 4, 0.9, None)]
@@ -156,24 +136,3 @@ def test_tables_round_the_csvs_six_places_half_up():
 def test_the_docs_page_has_the_results_markers():
     text = (DOCS / "learning-curve.md").read_text(encoding="utf-8")
     assert text.index(BEGIN_MARK) < text.index(END_MARK)
-
-
-def test_waiting_outlasts_a_few_failed_polls_but_not_many(monkeypatch):
-    runs = grid({"reference": {}}, (250,), (3,), "lc")
-    answers = iter([InputError("`dvc exp show` failed: tmp dir gone")] * 2 + [{"lc-reference-n250-s3": {"state": "success"}}])
-
-    def poll(baseline):
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(dvc_queue, "experiments", poll)
-    assert wait_for(runs, "abc", poll_seconds=0) == {"lc-reference-n250-s3": {"state": "success"}}
-
-    def always_failing(baseline):
-        raise InputError("`dvc exp show` failed: broken")
-
-    monkeypatch.setattr(dvc_queue, "experiments", always_failing)
-    with pytest.raises(InputError, match="broken"):
-        wait_for(runs, "abc", poll_seconds=0)

@@ -1,4 +1,5 @@
-"""Sweeps (python -m experiments.sweep): the grid and its checks alone, then whole sweeps on a real Slurm.
+"""Sweeps (python -m experiments.sweep) end to end: on DVC's queue and on a real Slurm. (The runner's
+parts alone are tests/test_runner.py's.)
 
 The Slurm tests run on the one-node Slurm of scripts/slurm/single_node.sh (2 CPUs): tiny
 params, one core per task, so two tasks run at once. Without Slurm they skip (fail under
@@ -13,67 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from experiments.sweep.grid import PARAMS_FILE, check_all, combinations, name_of
-from experiments.sweep.repo import PLAN_DIR, exp_ref, log_path, workspace
-from experiments.sweep.slurm import SlurmOptions, sbatch_command, sweep_id
-from experiments.sweep.task import SHARED_CACHE, prepare_clone
-from movingline.errors import InputError
-from tests.conftest import ROOT, copy_repo, dvc, git_project, run, slurm_env, tiny_params, write_params
+from experiments.runner.grid import combinations
+from experiments.runner.repo import exp_ref
+from experiments.runner.slurm import PLAN_DIR, log_path, sweep_id
+from tests.conftest import ROOT, copy_repo, dvc, git_project, run, slurm_env
 
 SWEEP = [sys.executable, "-m", "experiments.sweep"]
 SEEDS = ["-S", "train.seed=21,22,23"]
-
-
-def test_several_set_params_make_a_grid_with_stable_names():
-    grid = combinations(["train.seed=21,22,23", "train.batch_size=8,16"], "sw")
-    assert [c.describe() for c in grid[:2]] == ["train.seed=21 train.batch_size=8", "train.seed=21 train.batch_size=16"]
-    assert len(grid) == 6 and len({c.name for c in grid}) == 6
-    assert grid[1].set_params() == ["-S", "train.seed=21", "-S", "train.batch_size=16"]
-    # The same settings in another order are the same experiment: a rerun finds it.
-    assert grid[1].name == name_of("sw", ((PARAMS_FILE, "train.batch_size=16"), (PARAMS_FILE, "train.seed=21")))
-
-
-def test_every_invalid_combination_is_named(tmp_path):
-    params = write_params(tmp_path / "params.yaml", tiny_params())
-    grid = combinations(["train.batch_size=16,0", "train.learning_rate=0.01,-1"], "sw")
-    with pytest.raises(InputError) as error:
-        check_all(grid, params)
-    message = str(error.value)
-    assert message.startswith("3 of 4 combinations cannot run, nothing was started: "), message
-    assert "[train.batch_size=0 train.learning_rate=0.01] params.yaml: train.batch_size: expected an integer" in message
-    assert "[train.batch_size=16 train.learning_rate=-1] params.yaml: train.learning_rate:" in message
-    assert str(tmp_path) not in message
-    check_all(grid[:1], params)
-
-
-def test_an_unknown_key_is_refused_as_dvc_would(tmp_path):
-    params = write_params(tmp_path / "params.yaml", tiny_params())
-    with pytest.raises(InputError, match=r"\[train.sed=1\] Invalid `--set-param` value .*train.sed"):
-        check_all(combinations(["train.sed=1"], "sw"), params)
-
-
-def test_the_array_asks_for_its_cores_and_passes_sbatch_options_through(tmp_path):
-    options = SlurmOptions(cpus_per_task=2, max_running=3, sbatch=["--partition=p", "--time=1:00:00"])
-    command = sbatch_command(tmp_path, "sweep-x", tmp_path / "plan.json", 5, options)
-    assert {"--array=0-4%3", "--cpus-per-task=2", "--requeue", "--partition=p", "--time=1:00:00"} <= set(command)
-    assert command[-1].startswith("--wrap=cd ") and command[-1].endswith(f"experiments.sweep.task {tmp_path}/plan.json")
-
-
-@pytest.mark.slow
-def test_a_second_attempt_reuses_its_clone_and_keeps_the_checkpoint(repo):
-    baseline = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
-    clone, cache = workspace(repo, baseline, "sw-1"), str(repo / ".dvc/cache")
-    prepare_clone(repo, baseline, clone, cache)
-    (clone / "checkpoints").mkdir()
-    (clone / "checkpoints/state").write_text("step 3")
-    (clone / "params.yaml").write_text("changed by an interrupted `dvc exp run -S`")
-    prepare_clone(repo, baseline, clone, cache)
-    assert (clone / "checkpoints/state").read_text() == "step 3"
-    assert (clone / "params.yaml").read_bytes() == (repo / "params.yaml").read_bytes()
-    # The clone writes its own cache and pushes the finished outputs to the repo's.
-    assert dvc(clone, "cache", "dir").stdout.strip() == str(clone / ".dvc/cache")
-    assert dvc(clone, "remote", "list").stdout.split() == [SHARED_CACHE, cache]
-    assert run(["git", "status", "--porcelain"], repo).stdout == ""
 
 
 def sweep(repo: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
@@ -81,6 +28,17 @@ def sweep(repo: Path, *args: str, check: bool = False) -> subprocess.CompletedPr
     result = subprocess.run([*SWEEP, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert not check or result.returncode == 0, result.stderr
     return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["train.seed", "train.seed=1,,2"])
+def test_a_malformed_set_param_is_one_error_line_naming_it(spec, tmp_path):
+    result = subprocess.run([*SWEEP, "-S", "train.epochs=1", "-S", spec], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: -S {spec}: expected KEY=VALUE[,VALUE...]"), result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -1,1 +1,1 @@
-"""Learning curves through DVC's experiment queue; run it with `python -m experiments.learning_curve`."""
+"""Learning curves: a sweep on experiments.runner plus its report; run it with `python -m experiments.learning_curve`."""

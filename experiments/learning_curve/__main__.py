@@ -11,15 +11,16 @@ Run from the project root, in the project's environment:
     python -m experiments.learning_curve [--jobs N] [--fresh] [--smoke]
     python -m experiments.learning_curve --slurm [--max-running N] [--partition P] [--time T] ...
 
-With --slurm the grid runs as one Slurm job array instead (experiments.sweep, docs/scaling.md).
+With --slurm the grid runs as one Slurm job array instead (the sweep's, docs/scaling.md).
 
 Experiments are named PREFIX-MODEL-nBUDGET-sSEED and are based on the current commit.
 Finished ones of those names are reused (a rerun resumes), failed ones are queued again;
 no other experiment is touched. Experiments already queued by someone else stop the script
 before it queues anything, since `dvc queue start` would run them too.
 
-The work is split by job: grid.py (what runs), dvc_queue.py (queue, wait, collect) and
-report.py (CSV, tables, picture); this file is the command line that strings them together.
+The learning curve is a sweep (experiments.runner runs it) plus its report: grid.py (what
+runs), results.py (what each run gave) and report.py (CSV, tables, picture); this file is the
+command line that strings them together.
 """
 
 import argparse
@@ -29,17 +30,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.learning_curve.dvc_queue import (
-    check_workspace,
-    collect,
-    dvc,
-    experiments,
-    prepare_queue,
-    queue,
-    start_queue,
-    wait_for,
-    with_earlier_times,
-)
 from experiments.learning_curve.grid import (
     BUDGETS,
     MODELS,
@@ -49,14 +39,16 @@ from experiments.learning_curve.grid import (
     SMOKE_PARAMS,
     SMOKE_PREFIX,
     SMOKE_SEEDS,
-    Run,
     grid,
     set_params,
 )
 from experiments.learning_curve.report import markdown, plot, update_doc, write_csv
-from experiments.sweep import slurm
-from experiments.sweep.grid import PARAMS_FILE, Combination, check_all
+from experiments.learning_curve.results import collect, with_earlier_times
+from experiments.runner import launch
+from experiments.runner.grid import Combination
+from experiments.runner.repo import check_workspace
 from movingline.cli import run_stage
+from movingline.settings import Settings
 from movingline.errors import InputError
 from movingline.params import load_params
 
@@ -67,35 +59,7 @@ DEFAULT_PNG = Path("docs/learning-curve.png")
 DEFAULT_DOC = Path("docs/learning-curve.md")
 
 
-def on_queue(runs: list[Run], base: dict[str, object], baseline: str, args: argparse.Namespace) -> dict[str, dict]:
-    """Runs the grid on DVC's queue on this machine and waits for it."""
-    to_queue = prepare_queue(runs, experiments(baseline), dvc("queue", "status").stdout, args.fresh)
-    for index, run in enumerate(to_queue, 1):
-        queue(run, set_params(run, MODELS, base))
-        log.info("queued %s (%d/%d)", run.name, index, len(to_queue))
-    if to_queue:
-        start_queue(args.jobs)
-        log.info("started %d queue worker(s); follow one run with `dvc queue logs -f NAME`", args.jobs)
-    return wait_for(runs, baseline, args.poll)
-
-
-def on_slurm(runs: list[Run], base: dict[str, object], baseline: str, args: argparse.Namespace) -> dict[str, dict]:
-    """Runs the grid as one Slurm job array (experiments.sweep) and waits for it."""
-    sweep = [
-        Combination(run.name, tuple((PARAMS_FILE, f"{key}={value}") for key, value in settings.items()))
-        for run, settings in ((run, set_params(run, MODELS, base)) for run in runs)
-    ]
-    check_all(sweep, Path("params.yaml"))
-    # Removes this grid's earlier experiments with --fresh; the queue is not used, so nothing queued matters.
-    prepare_queue(runs, experiments(baseline), "", args.fresh)
-    repo = Path.cwd().resolve()
-    job = slurm.submit(repo, baseline, slurm.shared_cache(repo), sweep, slurm.options_from(args))
-    if job is not None:
-        slurm.wait(job, args.poll)
-    return experiments(baseline)
-
-
-def main() -> None:
+def main(settings: Settings) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.learning_curve", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--jobs", type=int, default=1, help="queue workers (default: %(default)s; more at once, noisier times)")
@@ -103,11 +67,10 @@ def main() -> None:
     add("--smoke", action="store_true", help="tiny sequences and budgets to check the machinery (results: a temp dir)")
     add("--out-dir", type=Path, help="where to write the CSV and PNG (default: docs/, or a temp dir with --smoke)")
     add("--doc", type=Path, help="Markdown file whose results section to rewrite (default: docs/learning-curve.md)")
-    parser.add_argument("--poll", type=float, default=20.0, help="seconds between queue checks (default: %(default)s)")
-    slurm.add_arguments(parser)
+    add("--poll", type=float, default=20.0, help="seconds between queue checks (default: %(default)s)")
+    launch.add_arguments(parser)
     args = parser.parse_args()
-    if args.jobs < 1:
-        raise InputError(f"--jobs: expected an integer of at least 1, found {args.jobs}")
+    launch.check_arguments(args)
 
     if args.smoke:
         budgets, seeds, prefix, base = SMOKE_BUDGETS, SMOKE_SEEDS, SMOKE_PREFIX, SMOKE_PARAMS
@@ -124,10 +87,13 @@ def main() -> None:
     started = time.monotonic()
     baseline = check_workspace([csv_path, png_path, *([doc] if doc else [])])
     runs = grid(MODELS, budgets, seeds, prefix)
-    if args.slurm:
-        found = on_slurm(runs, base, baseline, args)
-    else:
-        found = on_queue(runs, base, baseline, args)
+    sweep = [Combination.of(run.name, set_params(run, MODELS, base)) for run in runs]
+    job = launch.start(sweep, baseline, args, fresh=args.fresh)
+    found = launch.wait(sweep, baseline, args, job)
+    failed = launch.failures(sweep, found, args)
+    if failed:
+        raise InputError(f"{len(failed)} of {len(runs)} experiment(s) did not succeed, the first {failed[0]}; "
+                         "rerun this script to retry them")
     results = with_earlier_times(collect(runs, found), csv_path)
     wall = time.monotonic() - started
 

@@ -16,13 +16,12 @@ import argparse
 import logging
 import re
 import sys
-from pathlib import Path
 
-from experiments.learning_curve.dvc_queue import check_workspace, dvc
-from experiments.sweep import local, slurm
-from experiments.sweep.grid import Combination, check_all, combinations
+from experiments.runner import launch
+from experiments.runner.grid import Combination, combinations
+from experiments.runner.repo import check_workspace, dvc
 from movingline.cli import run_stage
-from movingline.errors import InputError
+from movingline.settings import Settings
 
 log = logging.getLogger("sweep")
 
@@ -36,34 +35,10 @@ def parse_arguments() -> argparse.Namespace:
     add("--jobs", type=int, default=2, help="local queue: experiments at once (default: %(default)s)")
     add("--wait", action="store_true", help="wait for every experiment, then print the table")
     add("--poll", type=float, default=10.0, help="seconds between checks while waiting (default: %(default)s)")
-    slurm.add_arguments(parser)
+    launch.add_arguments(parser)
     args = parser.parse_args()
-    if args.jobs < 1:
-        raise InputError(f"--jobs: expected an integer of at least 1, found {args.jobs}")
+    launch.check_arguments(args)
     return args
-
-
-def on_slurm(args: argparse.Namespace, grid: list[Combination], baseline: str) -> list[str] | None:
-    """Submits the array; with --wait, waits and returns the failures (else None)."""
-    repo = Path.cwd().resolve()
-    job = slurm.submit(repo, baseline, slurm.shared_cache(repo), grid, slurm.options_from(args))
-    if job is not None and not args.wait:
-        print(f"Slurm job array {job}: follow it with `squeue -j {job}`; each experiment appears in "
-              "`dvc exp show` as its task ends (logs in .dvc/tmp/sweep/logs); run this command again "
-              "to retry any that failed")
-        return None
-    if job is not None:
-        slurm.wait(job, args.poll)
-    return slurm.failures(repo, baseline, grid)
-
-
-def on_queue(args: argparse.Namespace, grid: list[Combination], baseline: str) -> list[str] | None:
-    local.run(grid, baseline, args.jobs)
-    if not args.wait:
-        print(f"queued on DVC's queue, {args.jobs} at once: `dvc queue status` follows them, "
-              "`dvc exp show` lists them when done")
-        return None
-    return local.wait(grid, baseline, args.poll)
 
 
 def table(grid: list[Combination]) -> str:
@@ -74,15 +49,22 @@ def table(grid: list[Combination]) -> str:
     return shown.stdout
 
 
-def main() -> None:
+def main(settings: Settings) -> None:
     args = parse_arguments()
-    baseline = check_workspace([])
     grid = combinations(args.set_param, args.name)
-    check_all(grid, Path("params.yaml"))
+    baseline = check_workspace([])
     log.info("%d combination(s) based on commit %s", len(grid), baseline[:7])
-    failed = (on_slurm if args.slurm else on_queue)(args, grid, baseline)
-    if failed is None:
+    job = launch.start(grid, baseline, args)
+    if not args.wait and args.slurm and job is not None:
+        print(f"Slurm job array {job}: follow it with `squeue -j {job}`; each experiment appears in "
+              "`dvc exp show` as its task ends (logs in .dvc/tmp/sweep/logs); run this command again "
+              "to retry any that failed")
         return
+    if not args.wait and not args.slurm:
+        print(f"queued on DVC's queue, {args.jobs} at once: `dvc queue status` follows them, "
+              "`dvc exp show` lists them when done")
+        return
+    failed = launch.failures(grid, launch.wait(grid, baseline, args, job), args)
     print(table(grid), end="")
     if failed:
         sys.exit(f"error: {len(failed)} of {len(grid)} experiment(s) failed: {'; '.join(failed)}")

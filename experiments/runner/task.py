@@ -1,16 +1,17 @@
-"""One task of a sweep's Slurm job array: one combination, as a DVC experiment of the user's repo.
+"""One task of a grid's Slurm job array: one combination, as a DVC experiment of the user's repo.
 
-    python -m experiments.sweep.task PLAN      (sbatch runs it; SLURM_ARRAY_TASK_ID picks the combination)
+    python -m experiments.runner.task PLAN      (sbatch runs it; SLURM_ARRAY_TASK_ID picks the combination)
 
-The task works in its own git clone of the user's repository (repo.workspace), so no two
+The task works in its own git clone of the user's repository (slurm.workspace), so no two
 tasks ever write the same workspace, and nothing in the user's workspace changes. The clone
 keeps its own DVC cache while it runs: two tasks that wrote the same object into one cache at
 the same time made DVC refuse to relink it ("unable to remove ... without a confirmation").
 `dvc exp run` records the experiment in the clone, and `dvc exp push -r SHARED_CACHE` hands
 its ref to the user's repository (the clone's `origin`) and copies its outputs into the
 user's DVC cache, which a local remote of the clone points at (a DVC 3 local remote has the
-cache's layout, and an upload lands whole or not at all). A task whose experiment is already there does nothing, so rerunning a sweep
-reruns only what is missing. The clone is removed once its experiment is pushed.
+cache's layout, and an upload lands whole or not at all). A task whose experiment is already
+there does nothing, so rerunning a sweep reruns only what is missing. The clone is removed
+once its experiment is pushed.
 
 Signals: SIGUSR1 (sbatch --signal=B:USR1@SECONDS before the time limit) stops the
 experiment, whose train stage checkpoints, and requeues the task; SIGTERM (scancel,
@@ -29,13 +30,14 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.sweep.grid import Combination
-from experiments.sweep.repo import exp_ref, git, is_done, log_path, workspace
+from experiments.runner.grid import Combination
+from experiments.runner.repo import DVC, dvc, exp_ref, git, is_done
+from experiments.runner.slurm import log_path, workspace
 from movingline.cli import run_stage
 from movingline.errors import InputError
-from movingline.settings import THREADS_VARIABLE
+from movingline.settings import THREADS_VARIABLE, Settings
 
-log = logging.getLogger("sweep")
+log = logging.getLogger("runner")
 # The clone's name for the user's DVC cache, as a remote that its experiment is pushed to.
 SHARED_CACHE = "sweep-shared-cache"
 
@@ -58,23 +60,17 @@ def prepare_clone(repo: Path, baseline: str, clone: Path, cache: str) -> None:
     attempt's clone is reused (reset to ``baseline``, keeping its ignored files: outputs, its
     cache and the checkpoint)."""
     if (clone / ".git").is_dir():
-        git(clone, "reset", "-q", "--hard", baseline)
+        git("reset", "-q", "--hard", baseline, cwd=clone)
         log.info("resuming in %s", clone)
     else:
         # Made beside its final place and renamed, so that a half-made clone is never reused.
         partial = clone.with_name(clone.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        git(repo, "clone", "-q", "--no-checkout", str(repo), str(partial))
-        git(partial, "checkout", "-q", "--detach", baseline)
+        git("clone", "-q", "--no-checkout", str(repo), str(partial), cwd=repo)
+        git("checkout", "-q", "--detach", baseline, cwd=partial)
         partial.rename(clone)
-    dvc(clone, "remote", "add", "--local", "--force", SHARED_CACHE, cache)
-
-
-def dvc(cwd: Path, *args: str) -> None:
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(args)} failed in {cwd}: {(result.stderr or result.stdout).strip()}")
+    dvc("remote", "add", "--local", "--force", SHARED_CACHE, cache, cwd=clone)
 
 
 def task_env() -> dict[str, str]:
@@ -86,8 +82,7 @@ def task_env() -> dict[str, str]:
 
 def run_experiment(clone: Path, combination: Combination, log_file: Path) -> tuple[int, int | None]:
     """Runs `dvc exp run` in ``clone``; returns its exit status and the stop signal received, if any."""
-    command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "--name", combination.name,
-               *combination.set_params()]
+    command = [DVC, "exp", "run", "--name", combination.name, *combination.set_params()]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a", encoding="utf-8") as output:
         output.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command[1:])}\n")
@@ -127,9 +122,9 @@ def requeue() -> None:
         subprocess.run(["scontrol", "requeue", job], check=False)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.sweep.task", description=__doc__.splitlines()[0])
-    parser.add_argument("plan", type=Path, help="the sweep's plan (JSON, written by python -m experiments.sweep)")
+def main(settings: Settings) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.runner.task", description=__doc__.splitlines()[0])
+    parser.add_argument("plan", type=Path, help="the sweep's plan (JSON, written by python -m experiments.sweep or experiments.learning_curve)")
     parser.add_argument("--index", type=int, help="which combination (default: SLURM_ARRAY_TASK_ID)")
     args = parser.parse_args()
     index = args.index if args.index is not None else int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
@@ -157,7 +152,7 @@ def finish(repo: Path, baseline: str, clone: Path, combination: Combination) -> 
             sys.exit(128 + stopped)
         if status != 0:
             raise InputError(f"{name}: `dvc exp run` failed (exit {status}); see {log_file}")
-    dvc(clone, "exp", "push", "--remote", SHARED_CACHE, "origin", name)
+    dvc("exp", "push", "--remote", SHARED_CACHE, "origin", name, cwd=clone)
     if not is_done(repo, baseline, name):
         raise RuntimeError(f"{name}: pushed, but {exp_ref(baseline, name)} is not in {repo}")
     shutil.rmtree(clone)

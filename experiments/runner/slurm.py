@@ -1,12 +1,13 @@
-"""A sweep as one Slurm job array: write its plan, submit it, wait for it, say what failed.
+"""A grid as one Slurm job array: write its plan, submit it, wait for it.
 
-Each array task runs experiments.sweep.task on one combination (see there for how tasks
-stay out of each other's way). The array is named after the sweep (its baseline and
-combinations), so a second submission of the same sweep while the first still runs is
-refused instead of running every combination twice.
+Each array task runs experiments.runner.task on one combination (see there for how tasks
+stay out of each other's way). The array is named after the grid (its baseline and
+combinations), so a second submission of the same grid while the first still runs is
+refused instead of running every combination twice. A task writes its experiment's ref
+into the user's repository last, with one `git push` of a finished experiment, so a ref is
+never half there: a task cancelled before it leaves nothing in the repository's refs.
 """
 
-import argparse
 import hashlib
 import json
 import logging
@@ -17,17 +18,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.learning_curve.dvc_queue import dvc
-from experiments.sweep.grid import Combination
-from experiments.sweep.repo import LOG_DIR, PLAN_DIR, is_done, log_path
+from experiments.runner.grid import Combination
+from experiments.runner.repo import dvc, is_done
 from movingline.errors import InputError
 
-log = logging.getLogger("sweep")
+log = logging.getLogger("runner")
 
 # Seconds before the time limit at which Slurm tells a task to checkpoint and requeue.
 TIME_LIMIT_WARNING = 120
 SQUEUE_RETRIES = 5
 CODE_ROOT = Path(__file__).resolve().parents[2]
+
+# Under .dvc/tmp, which git and DVC ignore (DVC's own queue works in .dvc/tmp/exps). On a
+# cluster the repository sits on a shared file system, so a requeued task finds its
+# workspace, and the checkpoint in it, on whichever node it lands.
+SWEEP_DIR = Path(".dvc/tmp/sweep")
+WORK_DIR = SWEEP_DIR / "work"
+LOG_DIR = SWEEP_DIR / "logs"
+PLAN_DIR = SWEEP_DIR / "plans"
 
 
 @dataclass(frozen=True)
@@ -35,27 +43,6 @@ class SlurmOptions:
     cpus_per_task: int = 1
     max_running: int | None = None
     sbatch: list[str] = field(default_factory=list)  # passed through: --partition=..., --time=...
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Slurm options of every command that can run a sweep as a job array."""
-    add = parser.add_argument
-    add("--slurm", action="store_true", help="run the combinations as one Slurm job array")
-    add("--cpus-per-task", type=int, default=1, help="cores per task, used by TensorFlow (default: %(default)s)")
-    add("--max-running", type=int, help="at most this many tasks at once (sbatch --array=...%%N)")
-    add("--partition", help="sbatch --partition")
-    add("--time", help="sbatch --time, per task (the task checkpoints and requeues before it)")
-    add("--account", help="sbatch --account")
-    add("--sbatch-option", action="append", default=[], metavar="OPTION",
-        help="any other sbatch option, e.g. --sbatch-option=--mem=4G (repeatable)")
-
-
-def options_from(args: argparse.Namespace) -> SlurmOptions:
-    if args.cpus_per_task < 1 or (args.max_running is not None and args.max_running < 1):
-        raise InputError("--cpus-per-task and --max-running: expected an integer of at least 1")
-    named = [f"--{flag}={value}" for flag, value in
-             (("partition", args.partition), ("time", args.time), ("account", args.account)) if value]
-    return SlurmOptions(args.cpus_per_task, args.max_running, named + list(args.sbatch_option))
 
 
 def sweep_id(baseline: str, grid: list[Combination]) -> str:
@@ -91,7 +78,7 @@ def sbatch_command(repo: Path, name: str, plan: Path, tasks: int, options: Slurm
     array = f"0-{tasks - 1}" + (f"%{options.max_running}" if options.max_running else "")
     # The task runs the code that submitted it, from this interpreter's environment.
     task = (f"cd {shlex.quote(str(CODE_ROOT))} && "
-            f"exec {shlex.quote(sys.executable)} -m experiments.sweep.task {shlex.quote(str(plan))}")
+            f"exec {shlex.quote(sys.executable)} -m experiments.runner.task {shlex.quote(str(plan))}")
     return [
         "sbatch", "--parsable", f"--job-name={name}", f"--array={array}",
         f"--cpus-per-task={options.cpus_per_task}", "--ntasks=1", "--requeue",
@@ -142,7 +129,11 @@ def wait(job: str, poll_seconds: float) -> None:
         time.sleep(poll_seconds)
 
 
-def failures(repo: Path, baseline: str, grid: list[Combination]) -> list[str]:
-    """One line per combination that did not come back as an experiment."""
-    return [f"{c.name} [{c.describe()}]: see {log_path(repo, c.name)}" for c in grid
-            if not is_done(repo, baseline, c.name)]
+def log_path(repo: Path, name: str) -> Path:
+    """Where a task appends the output of its experiment's `dvc exp run` (every attempt)."""
+    return repo / LOG_DIR / f"{name}.log"
+
+
+def workspace(repo: Path, baseline: str, name: str) -> Path:
+    """The clone one experiment runs in; no other task writes there."""
+    return repo / WORK_DIR / f"{name}-{baseline[:8]}"

@@ -1,9 +1,10 @@
-"""A sweep's combinations: `dvc exp run -S` specs expanded into a grid, named and validated.
+"""A grid of experiments: `dvc exp run -S` specs expanded into named combinations, checked before anything runs.
 
-The grid is expanded by DVC's own code (the Hydra sweeper behind `dvc exp run --queue -S`),
-so `-S key=1,2`, `range(...)` and `choice(...)` mean here what they mean to DVC. Each
-combination is checked before anything runs by applying it to a copy of params.yaml the
-way DVC will, then loading that copy with the project's params loader.
+The sweep's grid is expanded by DVC's own code (the Hydra sweeper behind `dvc exp run
+--queue -S`), so `-S key=1,2`, `range(...)` and `choice(...)` mean here what they mean to
+DVC; the learning curve names its combinations itself (``Combination.of``). Each combination
+is checked by applying it to a copy of params.yaml the way DVC will, then loading that copy
+with the project's params loader.
 """
 
 import hashlib
@@ -20,10 +21,15 @@ PARAMS_FILE = "params.yaml"
 
 @dataclass(frozen=True)
 class Combination:
-    """One experiment of a sweep: its name and the `-S` overrides (per params file) that make it."""
+    """One experiment of a grid: its name and the `-S` overrides (per params file) that make it."""
 
     name: str
     overrides: tuple[tuple[str, str], ...]  # (params file, "key=value"), in the order given
+
+    @classmethod
+    def of(cls, name: str, settings: dict[str, object]) -> "Combination":
+        """The experiment ``name`` that sets ``settings`` (key -> value) in params.yaml."""
+        return cls(name, tuple((PARAMS_FILE, f"{key}={value}") for key, value in settings.items()))
 
     def set_params(self) -> list[str]:
         """The `-S` arguments of `dvc exp run` for this combination."""
@@ -39,15 +45,27 @@ def _qualified(path: str, override: str) -> str:
 
 def expand(specs: list[str]) -> list[tuple[tuple[str, str], ...]]:
     """Every combination of the `-S` specs, as DVC's queue would make them."""
+    for spec in specs:
+        # One at a time first, so that a spec that cannot be parsed is the one named.
+        _sweeps([spec])
+    return [tuple((path, override) for path, overrides in sweep.items() for override in overrides)
+            for sweep in _sweeps(specs)]
+
+
+def _sweeps(specs: list[str]) -> list[dict[str, list[str]]]:
     from dvc.exceptions import DvcException
     from dvc.utils.cli_parse import to_path_overrides
     from dvc.utils.hydra import get_hydra_sweeps
+    from hydra.errors import HydraException
 
     try:
-        sweeps = get_hydra_sweeps(to_path_overrides(specs))
-    except DvcException as error:
-        raise InputError(f"-S: {error}{_cause(error)}") from None
-    return [tuple((path, override) for path, overrides in sweep.items() for override in overrides) for sweep in sweeps]
+        return get_hydra_sweeps(to_path_overrides(specs))
+    except (DvcException, HydraException) as error:
+        # Hydra's message: "Error parsing override '...'", the parser's complaint, a link.
+        reason = [line for line in str(error).splitlines()
+                  if line.strip() and not line.startswith(("Error parsing override", "See https://"))]
+        raise InputError(f"-S {' '.join(specs)}: expected KEY=VALUE[,VALUE...] as `dvc exp run -S` takes"
+                         f"{' (' + ' '.join(reason) + ')' if reason else ''}{_cause(error)}") from None
 
 
 def _cause(error: BaseException) -> str:
@@ -61,6 +79,7 @@ def name_of(prefix: str, overrides: tuple[tuple[str, str], ...]) -> str:
 
 
 def combinations(specs: list[str], prefix: str) -> list[Combination]:
+    """The grid of ``specs``, each combination named PREFIX-HASH of its settings."""
     grid = expand(specs)
     named = [Combination(name_of(prefix, overrides), overrides) for overrides in grid]
     if len({combination.name for combination in named}) != len(named):
@@ -89,7 +108,7 @@ def problem_of(combination: Combination, params: Path) -> str | None:
 
 
 def check_all(grid: list[Combination], params: Path) -> None:
-    """Refuses the sweep, naming every combination that cannot run and why."""
+    """Refuses the grid, naming every combination that cannot run and why."""
     bad = [(combination, problem_of(combination, params)) for combination in grid]
     bad = [(combination, problem) for combination, problem in bad if problem]
     if bad:
