@@ -1,6 +1,6 @@
 """Start-up time and peak memory of the two prediction routes, Keras and onnxruntime, in one run.
 
-    python -m bench.serving --keras models/model.keras --onnx models/model.onnx --data data/test.h5
+    python -m bench.predict_routes --keras models/model.keras --onnx models/model.onnx --data data/test.h5
 
 Each measurement is one whole process (bench/process.py): "start-up" imports what the route
 needs, loads the model and predicts one sequence; "predict stage" is
@@ -58,7 +58,7 @@ def table(results: dict[str, tuple[Usage, Usage]], data: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.predict_routes", description=__doc__.splitlines()[0])
     parser.add_argument("--keras", type=Path, default=Path("models/model.keras"), help="Keras model (default: %(default)s)")
     parser.add_argument("--onnx", type=Path, default=Path("models/model.onnx"), help="its export (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=Path("data/test.h5"), help="sequences to predict (default: %(default)s)")
