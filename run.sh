@@ -9,6 +9,7 @@
 #       --all               the full suite: also kill and resume, workers, Slurm, the browser
 #   bash run.sh bench [...] set up, then the speed and memory benchmark
 #   bash run.sh fingerprint set up, then print which bits this machine computes (docs/reproducibility.md)
+#   bash run.sh serve [...] set up, then serve models/model.onnx over HTTP on 127.0.0.1:8000 (docs/serving.md)
 #   bash run.sh setup       set up only; then `source .venv/bin/activate` to work by hand
 #       --dev               also the development tools (requirements-dev.lock)
 #       --gpu               also NVIDIA's CUDA libraries (Linux x86_64; docs/install.md)
@@ -139,8 +140,10 @@ case "$job" in
         ;;
     bench) setup; python -m bench.benchmark "$@" ;;
     fingerprint) setup; python -m reproduction.fingerprint "$@" ;;
+    # exec: the server is this process, so that SIGTERM sent to it reaches the server itself.
+    serve) setup; exec python -m movingline.inference.server "$@" ;;
     *)
-        sed -n '2,18p' "$0" >&2
+        sed -n '2,19p' "$0" >&2
         exit 2
         ;;
 esac

@@ -62,6 +62,8 @@ check() {  # platform python lock-or-requirements...: one line, ok or FAIL with 
 for platform in $PLATFORMS; do
     for python in $PYTHONS; do
         check "$platform" "$python" requirements.txt requirements-dev.txt requirements.lock requirements-dev.lock
+        # The serving install (predict through onnxruntime, and the HTTP server) on its own.
+        check "$platform" "$python" requirements-serve.txt requirements-serve.lock
     done
 done
 # The CUDA libraries of `bash run.sh setup --gpu` are installed on Linux x86_64 only.

@@ -207,6 +207,15 @@ def built_project(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def exported(built_project, tmp_path_factory) -> Path:
+    """built_project's model exported to ONNX by the export stage (tests/test_export.py, tests/test_server.py)."""
+    output = tmp_path_factory.mktemp("export") / "model.onnx"
+    result = run_stage("export", built_project, "--output", str(output))
+    assert f"wrote {output}" in result.stdout
+    return output
+
+
 # Tests that need a service this machine may lack (headless Chromium, a running Slurm, ...)
 # skip without it, so that a user's own CI still passes; with this variable set to 1 they
 # fail instead, as in the project's CI (.ci/run), where a skip would hide a broken feature.

@@ -27,7 +27,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MODULE_COMMAND = re.compile(r"python -m ((?:stages|bench|reproduction|experiments)\.\w+)((?:\s+[^\s|;&#)`]+)*)")
 RUN_SH_COMMAND = re.compile(r"bash run\.sh(?:\s+([^\s|;&#)`]+))?((?:\s+[^\s|;&#)`]+)*)")
 RUN_SH_JOBS = {"setup": {"--dev", "--gpu"}, "repro": None, "verify": "reproduction.verify", "test": None, "bench": "bench.benchmark",
-               "fingerprint": "reproduction.fingerprint"}
+               "fingerprint": "reproduction.fingerprint", "serve": "movingline.inference.server"}
 OVERRIDE = re.compile(r"-S\s+'?([\w.]+)=([^\s'`]+)'?")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # Repository paths shown in code: under a top-level folder, or a top-level config file.

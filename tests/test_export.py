@@ -14,15 +14,6 @@ from movingline.inference.export import TOLERANCE, Agreement
 from tests.conftest import SETTINGS, run, run_stage
 
 
-@pytest.fixture(scope="module")
-def exported(built_project, tmp_path_factory):
-    """The tiny trained model exported by the stage (once per module)."""
-    output = tmp_path_factory.mktemp("export") / "model.onnx"
-    result = run_stage("export", built_project, "--output", str(output))
-    assert f"wrote {output}" in result.stdout
-    return output
-
-
 def cumulative_frames(n: int, time: int, size: int, seed: int) -> np.ndarray:
     """Frames with random pixels added one step at a time: any length, as the model takes."""
     steps = np.random.default_rng(seed).random((n, time, size, size, 1)) > 0.97

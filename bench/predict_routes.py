@@ -1,6 +1,6 @@
 """Start-up time and peak memory of the two prediction routes, Keras and onnxruntime, in one run.
 
-    python -m bench.serving --keras models/model.keras --onnx models/model.onnx --data data/test.h5
+    python -m bench.predict_routes --keras models/model.keras --onnx models/model.onnx --data data/test.h5
 
 Each measurement is one whole process (bench/process.py): "start-up" imports what the route
 needs, loads the model and predicts one sequence; "predict stage" is
@@ -27,9 +27,10 @@ import sys
 from pathlib import Path
 from movingline.data.dataset import DatasetReader
 from movingline.inference.onnx_runtime import load_predictor
+from movingline.settings import Settings
 with DatasetReader(sys.argv[2], require_labels=False) as reader:
     frames = reader.read_frames(0, 1)
-load_predictor(Path(sys.argv[1])).predict_on_batch(frames)
+load_predictor(Path(sys.argv[1]), Settings()).predict_on_batch(frames)
 """
 
 
@@ -58,7 +59,7 @@ def table(results: dict[str, tuple[Usage, Usage]], data: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.predict_routes", description=__doc__.splitlines()[0])
     parser.add_argument("--keras", type=Path, default=Path("models/model.keras"), help="Keras model (default: %(default)s)")
     parser.add_argument("--onnx", type=Path, default=Path("models/model.onnx"), help="its export (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=Path("data/test.h5"), help="sequences to predict (default: %(default)s)")
