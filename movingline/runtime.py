@@ -149,6 +149,16 @@ def configure_gpus(tf: Any) -> list[str]:
     return [gpu.name for gpu in gpus]
 
 
+def describe_gpus(tf: Any) -> str:
+    """E.g. '1 GPU: NVIDIA H100 80GB HBM3 (TF32 off)', for the record of a run; '' without GPUs."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return ""
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+    tf32 = "on" if tf.config.experimental.tensor_float_32_execution_enabled() else "off"
+    return f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}: {', '.join(names)} (TF32 {tf32})"
+
+
 def threads() -> int:
     """Threads in TensorFlow's intra-op pool (the one that runs each op's arithmetic) in this
     process: TF_NUM_INTRAOP_THREADS (which MOVINGLINE_THREADS sets), else the usable cores."""
@@ -176,9 +186,10 @@ def setup() -> dict[str, str]:
     """What of this process's TensorFlow set-up decides the bits it computes: threads, CPU
     kernels and versions (a checkpoint records them, and resumes only where they match)."""
     tf, keras = _load_tensorflow()
+    gpus = describe_gpus(tf)  # a GPU computes the layers it can run; the CPU's kernels the rest
     return {
         "threads": str(threads()),
-        "kernels": kernel_path(),
+        "kernels": f"{gpus}; CPU: {kernel_path()}" if gpus else kernel_path(),
         "versions": f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
     }
 

@@ -116,6 +116,12 @@ class FakeConfig:
     def set_memory_growth(self, device, enabled):
         self.calls.append(("growth", device.name, enabled))
 
+    def get_device_details(self, device):
+        return {"device_name": "NVIDIA H100 80GB HBM3"}
+
+    def tensor_float_32_execution_enabled(self):
+        return ("tf32", False) not in self.calls
+
 
 def test_gpus_get_tf32_off_and_memory_growth_and_a_cpu_nothing():
     fake = type("FakeTF", (), {})()
@@ -123,8 +129,10 @@ def test_gpus_get_tf32_off_and_memory_growth_and_a_cpu_nothing():
     assert runtime.configure_gpus(fake) == ["/physical_device:GPU:0", "/physical_device:GPU:1"]
     assert fake.config.calls == [("tf32", False), ("growth", "/physical_device:GPU:0", True),
                                  ("growth", "/physical_device:GPU:1", True)]
+    assert runtime.describe_gpus(fake) == "2 GPUs: NVIDIA H100 80GB HBM3, NVIDIA H100 80GB HBM3 (TF32 off)"
     fake.config = FakeConfig([])
     assert runtime.configure_gpus(fake) == [] and fake.config.calls == []
+    assert runtime.describe_gpus(fake) == ""
 
 
 def test_without_a_gpu_tensorflow_keeps_its_own_settings():
