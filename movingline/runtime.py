@@ -14,7 +14,9 @@ other model bytes, and for this model Eigen trains several times slower
 (docs/reproducibility.md). So on x86-64 every process here runs oneDNN capped at AVX2,
 which every x86-64 server CPU of the last decade has: one kernel path on all of them.
 A user who sets TF_ENABLE_ONEDNN_OPTS or ONEDNN_MAX_CPU_ISA keeps their choice (the train
-log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice.
+log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice, which the log
+names with its reason (arm_kernel_path). On a GPU, configure_gpus() turns TF32 off and
+memory growth on as TensorFlow loads.
 
 The project's own settings (threads, debug, the cluster) come from one Settings
 (movingline/settings.py); ``prepare(settings)`` is the only writer of the variables

@@ -9,7 +9,7 @@
 #
 # What it does, in order:
 #   1. an arm64 Debian 12 root at $MOVINGLINE_ARM64_ROOT (default /var/tmp/movingline-arm64),
-#      made by debootstrap the first time (about 5 minutes) and reused after; the mirror is the
+#      made by debootstrap the first time (about 6 minutes) and reused after; the mirror is the
 #      first Debian one in this machine's apt sources, or $DEBIAN_MIRROR;
 #   2. a reference on this machine, natively: `dvc repro` at small params (data.size 12, 300
 #      training and 100 test sequences) in a temporary copy, with the checkout's .venv
@@ -132,7 +132,7 @@ make_root() {
     local partial=$ROOT.partial mirror=${DEBIAN_MIRROR:-$(debian_mirror)}
     if [ -e "$partial/$MARKER.building" ]; then rm -rf "$partial"; fi
     [ ! -e "$partial" ] || die "$partial exists but was not made by this script; remove it"
-    step "making an arm64 Debian $SUITE root in $ROOT with debootstrap (about 5 minutes)"
+    step "making an arm64 Debian $SUITE root in $ROOT with debootstrap (about 6 minutes)"
     mkdir -p "$partial"
     touch "$partial/$MARKER.building"
     debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,python3-pip,git,ca-certificates \
@@ -226,6 +226,7 @@ in_root() {
 install_packages
 enable_binfmt
 make_root
+mkdir -p "$ROOT$COPY_IN_ROOT"
 [ "$(in_root 'uname -m')" = aarch64 ] || fail "the root does not run as aarch64"
 make_reference
 copy_checkout
