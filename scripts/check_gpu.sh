@@ -10,8 +10,8 @@
 # committed there as its HEAD, so that `verify` compares with this checkout's dvc.lock,
 # metrics.json and training.json and nothing in the checkout changes. The copy's .venv stays
 # between runs. In order:
-#   1. `bash run.sh setup --gpu` (the first time it downloads NVIDIA's CUDA wheels from PyPI,
-#      about 3 GB);
+#   1. `bash run.sh setup --gpu` (the first time it downloads NVIDIA's CUDA and cuDNN wheels
+#      from PyPI);
 #   2. the GPUs: nvidia-smi's list, TensorFlow's, TF32 and memory growth as movingline.runtime
 #      set them, and whether Keras's LSTM takes cuDNN's kernel;
 #   3. `bash run.sh fingerprint`;
