@@ -17,7 +17,9 @@ other model bytes, and for this model Eigen trains several times slower
 (docs/reproducibility.md). So on x86-64 every process here runs oneDNN capped at AVX2,
 which every x86-64 server CPU of the last decade has: one kernel path on all of them.
 A user who sets TF_ENABLE_ONEDNN_OPTS or ONEDNN_MAX_CPU_ISA keeps their choice (the train
-log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice.
+log says which path ran). Other CPUs (Arm) keep TensorFlow's own choice, which the log
+names with its reason (arm_kernel_path). On a GPU, configure_gpus() turns TF32 off and
+memory growth on as TensorFlow loads.
 """
 
 import contextlib
@@ -84,7 +86,10 @@ def prepare(settings: Settings, more: Mapping[str, str] | None = None) -> Setup:
     with stderr_silenced(shown=settings.debug):
         import keras
         import tensorflow as tf
-    return Setup(threads(), kernel_path(), f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+    configure_gpus(tf)
+    gpus = describe_gpus(tf)  # a GPU computes the layers it can run; the CPU's kernels the rest
+    kernels = f"{gpus}; CPU: {kernel_path()}" if gpus else kernel_path()
+    return Setup(threads(), kernels, f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
 
 def __getattr__(name: str) -> Any:
@@ -108,6 +113,8 @@ def kernel_path() -> str:
     _loaded("tf")
     from tensorflow.python.util import _pywrap_util_port
 
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return arm_kernel_path(_pywrap_util_port.IsMklEnabled(), platform.system(), os.environ.get(ONEDNN_VARIABLE))
     if not _pywrap_util_port.IsMklEnabled():
         path = "Eigen kernels (oneDNN off)"
     else:
@@ -117,6 +124,56 @@ def kernel_path() -> str:
     if chosen and chosen != PINNED_KERNELS:
         path += f"; set by {', '.join(f'{key}={value}' for key, value in chosen.items())}"
     return path
+
+
+def arm_kernel_path(onednn: bool, system: str, chosen: str | None) -> str:
+    """kernel_path() on Arm, where the project pins nothing: what TensorFlow chose, and why.
+
+    TensorFlow's Linux aarch64 build has oneDNN with the Arm Compute Library, and turns it on by
+    default only on a Neoverse V1: DefaultOneDnnPolicy() in tensorflow/core/util/util.cc asks
+    TestAarch64CPU(ARM_NEOVERSE_V1), which third_party/xla/xla/tsl/platform/cpu_info.cc answers
+    from MIDR_EL1 (implementer 0x41, part 0xd40) as /sys/devices/system/cpu/cpuN/regs/
+    identification/midr_el1 gives it for the first present CPU. Elsewhere, and under emulation
+    (where that file is the host's and missing), it runs its Eigen kernels.
+    """
+    path = "oneDNN with the Arm Compute Library" if onednn else "Eigen kernels (oneDNN off)"
+    if chosen is not None:
+        return f"{path}; set by {ONEDNN_VARIABLE}={chosen}"
+    if system != "Linux":
+        return path
+    return f"{path}: TensorFlow's default " + ("on a Neoverse V1" if onednn else "on every Arm CPU but Neoverse V1")
+
+
+def configure_gpus(tf: Any) -> list[str]:
+    """Sets what a GPU run needs, right after TensorFlow loads (before it starts a device), and
+    returns the GPUs' names; on a machine without a GPU it does nothing.
+
+    - TF32 off: on Ampere and newer, TensorFlow otherwise rounds the inputs of float32 matrix
+      products and convolutions to TF32's 10-bit mantissa, which is not the float32 model
+      the CPU trains.
+    - Memory growth on: TensorFlow otherwise takes nearly all of a GPU's memory at start-up,
+      so a second process (`dvc exp run --queue` with `--jobs 2`) finds none left.
+
+    Keras's LSTM layer takes cuDNN's kernel on a GPU by itself (its defaults allow it): another
+    order of sums than the CPU's, so a GPU run reproduces the CPU run within tolerance, not in bits.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return []
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return [gpu.name for gpu in gpus]
+
+
+def describe_gpus(tf: Any) -> str:
+    """E.g. '1 GPU: NVIDIA H100 80GB HBM3 (TF32 off)', for the record of a run; '' without GPUs."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return ""
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+    tf32 = "on" if tf.config.experimental.tensor_float_32_execution_enabled() else "off"
+    return f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}: {', '.join(names)} (TF32 {tf32})"
 
 
 def threads() -> int:

@@ -105,3 +105,58 @@ def test_prepare_returns_the_setup_a_checkpoint_key_names():
     setup = runtime.prepare(Settings())
     assert setup.as_dict() == {"threads": str(setup.threads), "kernels": setup.kernels, "versions": setup.versions}
     assert setup.versions.startswith("TensorFlow 2.") and setup.threads >= 1
+
+
+def test_on_arm_the_kernel_path_says_what_tensorflow_chose_and_why():
+    assert runtime.arm_kernel_path(False, "Linux", None) == (
+        "Eigen kernels (oneDNN off): TensorFlow's default on every Arm CPU but Neoverse V1"
+    )
+    assert runtime.arm_kernel_path(True, "Linux", None) == (
+        "oneDNN with the Arm Compute Library: TensorFlow's default on a Neoverse V1"
+    )
+    assert runtime.arm_kernel_path(True, "Linux", "1") == "oneDNN with the Arm Compute Library; set by TF_ENABLE_ONEDNN_OPTS=1"
+    assert runtime.arm_kernel_path(False, "Darwin", None) == "Eigen kernels (oneDNN off)"
+
+
+class FakeConfig:
+    """The part of tf.config that configure_gpus() uses, recording the calls."""
+
+    def __init__(self, gpus: list[str]):
+        self.gpus = [type("PhysicalDevice", (), {"name": name})() for name in gpus]
+        self.calls: list[tuple] = []
+        self.experimental = self
+
+    def list_physical_devices(self, kind):
+        return self.gpus if kind == "GPU" else []
+
+    def enable_tensor_float_32_execution(self, enabled):
+        self.calls.append(("tf32", enabled))
+
+    def set_memory_growth(self, device, enabled):
+        self.calls.append(("growth", device.name, enabled))
+
+    def get_device_details(self, device):
+        return {"device_name": "NVIDIA H100 80GB HBM3"}
+
+    def tensor_float_32_execution_enabled(self):
+        return ("tf32", False) not in self.calls
+
+
+def test_gpus_get_tf32_off_and_memory_growth_and_a_cpu_nothing():
+    fake = type("FakeTF", (), {})()
+    fake.config = FakeConfig(["/physical_device:GPU:0", "/physical_device:GPU:1"])
+    assert runtime.configure_gpus(fake) == ["/physical_device:GPU:0", "/physical_device:GPU:1"]
+    assert fake.config.calls == [("tf32", False), ("growth", "/physical_device:GPU:0", True),
+                                 ("growth", "/physical_device:GPU:1", True)]
+    assert runtime.describe_gpus(fake) == "2 GPUs: NVIDIA H100 80GB HBM3, NVIDIA H100 80GB HBM3 (TF32 off)"
+    fake.config = FakeConfig([])
+    assert runtime.configure_gpus(fake) == [] and fake.config.calls == []
+    assert runtime.describe_gpus(fake) == ""
+
+
+def test_without_a_gpu_tensorflow_keeps_its_own_settings():
+    tf = runtime.tf
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    assert runtime.configure_gpus(tf) == []
+    assert tf.config.experimental.tensor_float_32_execution_enabled()  # TensorFlow's default, untouched
