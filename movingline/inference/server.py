@@ -47,6 +47,7 @@ from movingline.cli import add_path, count_argument, run_stage
 from movingline.dataset import DatasetReader
 from movingline.errors import InputError, one_line, whole_number
 from movingline.labels import LABEL_NAMES
+from movingline.model import frame_size
 from movingline.prediction import PREDICT_BATCH_SIZE, Predictions, predict_batches, predictions_table, write_table
 from movingline.serving import INPUT_NAME, OUTPUT_NAME, OnnxModel, load_onnx_model
 
@@ -89,10 +90,6 @@ def too_large(what: str, limit: int, unit: str, flag: str) -> RequestError:
 
 
 # --- The v2 protocol: metadata, and an infer request's tensor -----------------------------
-
-
-def frame_size(model: OnnxModel) -> int:
-    return int(model.input_shape[2])
 
 
 def output_tail(model: OnnxModel) -> list[int]:
