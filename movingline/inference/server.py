@@ -42,14 +42,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from movingline.data.batching import batch_bounds
 from movingline.cli import add_path, count_argument, run_stage
+from movingline.data.batching import batch_bounds
 from movingline.data.dataset import DatasetReader
-from movingline.errors import InputError, one_line, whole_number
-from movingline.settings import Settings
 from movingline.data.labels import LABEL_NAMES
-from movingline.inference.prediction import PREDICT_BATCH_SIZE, Predictions, predict_batches, predictions_table, write_table
+from movingline.errors import InputError, one_line, whole_number
 from movingline.inference.onnx_runtime import INPUT_NAME, OUTPUT_NAME, OnnxModel, load_onnx_model
+from movingline.inference.prediction import PREDICT_BATCH_SIZE, Predictions, predict_batches, predictions_table, write_table
+from movingline.model import frame_size
+from movingline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,6 @@ def too_large(what: str, limit: int, unit: str, flag: str) -> RequestError:
 
 
 # --- The v2 protocol: metadata, and an infer request's tensor -----------------------------
-
-
-def frame_size(model: OnnxModel) -> int:
-    return int(model.input_shape[2])
 
 
 def output_tail(model: OnnxModel) -> list[int]:
