@@ -69,8 +69,12 @@ echo "check_gpu: the GPUs" >&2
 echo "$gpus"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 devices=$(python - <<'EOF'
-from movingline import runtime
+import os
 
+from movingline import runtime
+from movingline.settings import read_settings
+
+runtime.prepare(read_settings(os.environ))  # loads TensorFlow and configures the GPUs
 tf = runtime.tf
 gpus = tf.config.list_physical_devices("GPU")
 print(f"TensorFlow {tf.__version__}, built with CUDA {tf.test.is_built_with_cuda()}: {runtime.describe_gpus(tf) or 'no GPU'}")
