@@ -60,9 +60,10 @@ def train(
         for index, epoch, batch in session.batches():
             if session.starts_epoch(index):
                 display.start_epoch(epoch)
-            signalled = interruptions.signum is not None
+            # A signal noted before this step is this worker's vote to stop after it.
+            vote = interruptions.signum is not None
             with team.guard(index + 1):
-                row = session.step(index, epoch, batch, stop_vote=signalled)
+                row = session.step(index, epoch, batch, stop_vote=vote)
                 session.validate_if_due(row)
             session.record(row)
             display.show(index, row)
